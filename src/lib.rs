@@ -1,1 +1,82 @@
-//! placeholder
+//! # aioloop — Python's asyncio event loop, rebuilt in Rust on mio
+//!
+//! aioloop is an event loop with asyncio's semantics — the same names, the
+//! same ordering guarantees, the same error messages — written from scratch
+//! on [`mio`], with no async runtime underneath. This page is the map.
+//!
+//! ```
+//! use aioloop::EventLoop;
+//! use std::time::Duration;
+//!
+//! let lp = EventLoop::with_virtual_clock().unwrap();
+//! lp.call_soon(|| println!("soon")).unwrap();
+//! let r = lp.loop_ref();
+//! lp.call_later(Duration::from_secs(1), move || {
+//!     println!("one second later");
+//!     r.stop();
+//! })
+//! .unwrap();
+//! lp.run_forever().unwrap();
+//! lp.close().unwrap();
+//! ```
+//!
+//! ## The layers, bottom up
+//!
+//! | layer | module | knows about | asyncio |
+//! |---|---|---|---|
+//! | reactor | [`reactor`] | fds, tokens, readiness (mio) | `selectors` |
+//! | timer wheel | [`time::wheel`] | deadlines and keys, nothing else | the `_scheduled` heap |
+//! | clock | `time::clock` | monotonic or virtual nanoseconds | `time.monotonic`, `TestLoop` |
+//! | handles, ready queue | `event_loop::handle`, `event_loop::ready` | callbacks | `Handle`, `_ready` |
+//! | fd table | `event_loop::io` | which callback serves which fd | selector key data |
+//! | the loop | [`EventLoop`], [`LoopRef`] | all of the above | `BaseEventLoop` |
+//!
+//! The lower layers never reach up: the reactor knows nothing of callbacks,
+//! the wheel nothing of clocks (`tests/layering.rs` keeps it so).
+//!
+//! ## Reading one iteration
+//!
+//! Open the files in this order to follow `run_once` (the phases are drawn in
+//! `docs/LOOP_ITERATION.md`):
+//!
+//! 1. `src/event_loop/run_once.rs` — the six phases, one method each;
+//! 2. `src/reactor/mod.rs` — what phase 2 (`poll_io`) waits on;
+//! 3. `src/event_loop/io.rs` — phase 3 (`dispatch_io_events`) and phase 6
+//!    (`queue_level_rechecks`): asyncio's level-triggered readers on mio's
+//!    edge triggers;
+//! 4. `src/time/wheel.rs` — phase 4 (`collect_due_timers`);
+//! 5. `src/event_loop/handle.rs` and `ready.rs` — what phase 5 (`run_ready`) runs;
+//! 6. `src/event_loop/exceptions.rs` — where a panicking callback ends up.
+//!
+//! ## asyncio → aioloop
+//!
+//! | asyncio | aioloop |
+//! |---|---|
+//! | `asyncio.new_event_loop()` | [`EventLoop::new`] (owner; dropping it closes the loop) |
+//! | `TestLoop` (virtual clock) | [`EventLoop::with_virtual_clock`], [`LoopRef::advance_time`] |
+//! | `loop.call_soon(cb)` → `Handle` | [`LoopRef::call_soon`] → [`Handle`] |
+//! | `loop.call_later(delay, cb)`, `call_at(when, cb)` → `TimerHandle` | [`LoopRef::call_later`], [`LoopRef::call_at`] → [`TimerHandle`] |
+//! | `Handle.cancel()`, `cancelled()`, `TimerHandle.when()` | same names |
+//! | `loop.time()` | [`LoopRef::time`] (seconds, `f64`) |
+//! | `run_forever`, `stop`, `close`, `is_running`, `is_closed` | same names, on [`LoopRef`] |
+//! | `asyncio.get_running_loop()` | [`get_running_loop`] |
+//! | `add_reader`, `add_writer`, `remove_reader`, `remove_writer` | same names, on raw fds |
+//! | `set_exception_handler`, `call_exception_handler`, `default_exception_handler` | same names; the context is [`ExceptionContext`] |
+//! | `RuntimeError('Event loop is closed')` … | [`LoopError`], same texts |
+//!
+//! The full table, with what is still to come (tasks, the thread-safe door,
+//! synchronization primitives, debug mode), is `docs/ASYNCIO_MAPPING.md`.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+#![warn(missing_docs)]
+
+mod errors;
+mod event_loop;
+pub mod reactor;
+pub mod time;
+
+pub use errors::{LoopError, PanicError};
+pub use event_loop::{
+    get_running_loop, EventLoop, ExceptionContext, ExceptionHandler, Handle, LoopRef, TimerHandle,
+};

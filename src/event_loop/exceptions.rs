@@ -1,0 +1,130 @@
+//! Exception handling: what happens to a panic the loop catches.
+//!
+//! asyncio routes every error it cannot raise to a caller — an exception in a
+//! callback, an exception nobody retrieved — through
+//! `loop.call_exception_handler(context)`, where `context` is a dict with a
+//! `message` and optional `exception`, `handle`, `future`, `task` ... keys.
+//! The default handler logs it on the `asyncio` logger
+//! (`BaseEventLoop.default_exception_handler` in `Lib/asyncio/base_events.py`).
+//! aioloop does the same with a struct for the dict and the `log` crate, target
+//! `asyncio`, for the logger.
+//!
+//! # Invariants
+//!
+//! - A handler that panics does not take the loop down: the panic is caught
+//!   and logged by the default handler as `Unhandled error in exception
+//!   handler`, with the original context, as asyncio does.
+//! - The handler is called with no loop state borrowed, so it may schedule
+//!   callbacks, stop the loop or replace itself.
+
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+
+use super::handle::Handle;
+use super::LoopRef;
+use crate::errors::PanicError;
+
+/// A custom exception handler: `handler(loop, context)`, as in asyncio.
+pub type ExceptionHandler = Rc<dyn Fn(&LoopRef, &ExceptionContext)>;
+
+/// What went wrong, for the exception handler (asyncio's `context` dict).
+///
+/// ```
+/// use aioloop::ExceptionContext;
+///
+/// let ctx = ExceptionContext::new("something odd");
+/// assert_eq!(ctx.message, "something odd");
+/// assert!(ctx.exception.is_none());
+/// ```
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct ExceptionContext {
+    /// The human-readable summary (asyncio's `context['message']`).
+    pub message: String,
+    /// The error, when there is one (asyncio's `context['exception']`).
+    pub exception: Option<Rc<dyn std::error::Error>>,
+    /// The callback it happened in (asyncio's `context['handle']`).
+    pub handle: Option<Handle>,
+}
+
+impl ExceptionContext {
+    /// A context with a message only.
+    pub fn new(message: impl Into<String>) -> Self {
+        ExceptionContext {
+            message: message.into(),
+            exception: None,
+            handle: None,
+        }
+    }
+
+    /// Adds the error.
+    pub fn with_exception(mut self, e: Rc<dyn std::error::Error>) -> Self {
+        self.exception = Some(e);
+        self
+    }
+
+    /// Adds the handle it happened in.
+    pub fn with_handle(mut self, h: Handle) -> Self {
+        self.handle = Some(h);
+        self
+    }
+
+    /// The context of a panic caught while running `handle`.
+    pub(crate) fn callback_panicked(handle: &Handle, panic: PanicError) -> Self {
+        ExceptionContext::new(format!("Exception in callback {}", handle.describe()))
+            .with_exception(Rc::new(panic))
+            .with_handle(handle.clone())
+    }
+}
+
+impl fmt::Debug for ExceptionContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for ExceptionContext {
+    /// The default handler's text: the message, then one `key: value` line
+    /// per extra field, then the error — the shape of asyncio's log record.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(h) = &self.handle {
+            write!(f, "\nhandle: {h:?}")?;
+        }
+        if let Some(e) = &self.exception {
+            write!(f, "\n{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// asyncio's `default_exception_handler`: log the context at error level.
+pub(crate) fn default_exception_handler(context: &ExceptionContext) {
+    log::error!(target: "asyncio", "{context}");
+}
+
+/// Calls the custom handler if there is one, else the default one; a panic
+/// in a custom handler is caught and reported by the default one.
+pub(crate) fn call_exception_handler(
+    lp: &LoopRef,
+    handler: Option<ExceptionHandler>,
+    context: &ExceptionContext,
+) {
+    let Some(handler) = handler else {
+        default_exception_handler(context);
+        return;
+    };
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| handler(lp, context))) {
+        let panic = PanicError::new(payload);
+        let report = ExceptionContext {
+            message: format!(
+                "Unhandled error in exception handler\ncontext: {}",
+                context.message
+            ),
+            exception: Some(Rc::new(panic)),
+            handle: context.handle.clone(),
+        };
+        default_exception_handler(&report);
+    }
+}

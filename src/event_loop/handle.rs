@@ -1,0 +1,257 @@
+//! `Handle` and `TimerHandle`: a scheduled callback, and the means to cancel it.
+//!
+//! asyncio's `call_soon` returns an `asyncio.Handle`, `call_later`/`call_at` a
+//! `TimerHandle` (`Lib/asyncio/events.py`). A handle is shared by the loop
+//! (which will run it) and the caller (who may cancel it), so here it is an
+//! `Rc` around one allocation that holds the cancel flag, the creation site
+//! and the closure itself: scheduling a callback costs exactly one allocation.
+//!
+//! # Invariants
+//!
+//! - A cancelled handle never runs: the loop checks `cancelled` right before
+//!   invoking, and `cancel` drops the closure at once (asyncio sets
+//!   `_callback = None`), so whatever it captured is released immediately.
+//! - A one-shot callback runs at most once: invoking takes it out of its slot.
+//! - Dropping a closure (on cancel, or when a loop closes) runs user
+//!   destructors, so the loop never does it while it holds a borrow of its
+//!   own state.
+//! - Cancelling a `TimerHandle` removes its entry from the timer wheel at
+//!   once, so memory does not grow with cancelled timers (asyncio only
+//!   compacts its heap when cancelled timers pass half of it).
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::panic::Location;
+use std::rc::{Rc, Weak};
+
+use crate::event_loop::LoopCore;
+use crate::time::clock::ns_to_secs;
+use crate::time::wheel::TimerKey;
+
+/// What a handle can do with its closure, whatever the closure's type.
+pub(crate) trait Invoke {
+    /// Runs the callback (a one-shot callback is consumed).
+    fn invoke(&self);
+    /// Drops the callback without running it.
+    fn release(&self);
+    /// The callback's Rust type name, e.g. `tour::main::{{closure}}`: the
+    /// closest thing Rust has to asyncio's `callback.__qualname__`.
+    fn name(&self) -> &'static str;
+}
+
+/// A callback that runs once (`call_soon`, `call_later`).
+pub(crate) struct Once<F>(Cell<Option<F>>);
+
+impl<F: FnOnce() + 'static> Invoke for Once<F> {
+    #[inline]
+    fn invoke(&self) {
+        if let Some(f) = self.0.take() {
+            f()
+        }
+    }
+    fn release(&self) {
+        drop(self.0.take());
+    }
+    fn name(&self) -> &'static str {
+        std::any::type_name::<F>()
+    }
+}
+
+/// A callback that runs every time its fd is ready (`add_reader`, `add_writer`).
+///
+/// The closure sits behind its own `Rc` so that the callback may remove its
+/// own reader while it runs: `release` then only drops the slot's reference,
+/// and the running invocation keeps the closure alive until it returns.
+pub(crate) struct Repeat<F>(RefCell<Option<Rc<F>>>);
+
+impl<F: Fn() + 'static> Invoke for Repeat<F> {
+    fn invoke(&self) {
+        let f = self.0.borrow().clone();
+        if let Some(f) = f {
+            f()
+        }
+    }
+    fn release(&self) {
+        let f = self.0.borrow_mut().take();
+        drop(f);
+    }
+    fn name(&self) -> &'static str {
+        std::any::type_name::<F>()
+    }
+}
+
+/// The shared allocation: a fixed header, then the closure (unsized).
+pub(crate) struct HandleInner<C: ?Sized> {
+    cancelled: Cell<bool>,
+    site: &'static Location<'static>,
+    callback: C,
+}
+
+/// A callback scheduled on the loop (asyncio's `Handle`).
+///
+/// Cloning a `Handle` is cheap and shares the same callback: cancelling any
+/// clone cancels it.
+///
+/// ```
+/// use aioloop::EventLoop;
+/// use std::{cell::Cell, rc::Rc};
+///
+/// let lp = EventLoop::with_virtual_clock().unwrap();
+/// let ran = Rc::new(Cell::new(false));
+/// let r = ran.clone();
+/// let h = lp.call_soon(move || r.set(true)).unwrap();
+/// h.cancel();
+/// assert!(h.cancelled());
+/// lp.call_soon({ let lp = lp.loop_ref(); move || lp.stop() }).unwrap();
+/// lp.run_forever().unwrap();
+/// assert!(!ran.get(), "a cancelled handle never runs");
+/// ```
+#[derive(Clone)]
+pub struct Handle {
+    inner: Rc<HandleInner<dyn Invoke>>,
+}
+
+impl Handle {
+    #[inline]
+    pub(crate) fn once<F: FnOnce() + 'static>(f: F, site: &'static Location<'static>) -> Handle {
+        Handle {
+            inner: Rc::new(HandleInner {
+                cancelled: Cell::new(false),
+                site,
+                callback: Once(Cell::new(Some(f))),
+            }),
+        }
+    }
+
+    pub(crate) fn repeat<F: Fn() + 'static>(f: F, site: &'static Location<'static>) -> Handle {
+        Handle {
+            inner: Rc::new(HandleInner {
+                cancelled: Cell::new(false),
+                site,
+                callback: Repeat(RefCell::new(Some(Rc::new(f)))),
+            }),
+        }
+    }
+
+    /// Cancels the callback: it will not run, and what it captured is
+    /// dropped now. Cancelling twice, or after it ran, does nothing.
+    pub fn cancel(&self) {
+        if !self.inner.cancelled.replace(true) {
+            self.inner.callback.release();
+        }
+    }
+
+    /// True once [`cancel`](Handle::cancel) was called.
+    #[inline]
+    pub fn cancelled(&self) -> bool {
+        self.inner.cancelled.get()
+    }
+
+    /// Where the callback was scheduled (`call_soon`'s caller).
+    pub fn source_location(&self) -> &'static Location<'static> {
+        self.inner.site
+    }
+
+    /// The callback's Rust type name (for a closure: the enclosing function
+    /// path followed by `{{closure}}`).
+    pub fn callback_name(&self) -> &'static str {
+        self.inner.callback.name()
+    }
+
+    /// Runs the callback. Only the loop's run phase calls this (see
+    /// `run_once::run_handle`), so there is one place where user callbacks
+    /// are entered.
+    #[inline]
+    pub(crate) fn invoke(&self) {
+        self.inner.callback.invoke()
+    }
+
+    /// `name at file:line`, the text asyncio puts after `Exception in callback`.
+    pub(crate) fn describe(&self) -> String {
+        format!(
+            "{} at {}:{}",
+            self.callback_name(),
+            self.inner.site.file(),
+            self.inner.site.line()
+        )
+    }
+}
+
+impl fmt::Debug for Handle {
+    /// asyncio's repr: `<Handle tick at src/main.rs:12>`, with `cancelled`
+    /// after the class name once cancelled. Unlike asyncio we keep naming
+    /// the callback after it is cancelled: it is a static string.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = if self.cancelled() { " cancelled" } else { "" };
+        write!(f, "<Handle{state} {}>", self.describe())
+    }
+}
+
+/// A callback scheduled for a point in time (asyncio's `TimerHandle`).
+///
+/// ```
+/// use aioloop::EventLoop;
+/// use std::time::Duration;
+///
+/// let lp = EventLoop::with_virtual_clock().unwrap();
+/// let t = lp.call_later(Duration::from_secs(3600), || unreachable!()).unwrap();
+/// assert_eq!(t.when(), 3600.0);
+/// assert_eq!(lp.scheduled_timers(), 1);
+/// t.cancel();
+/// assert_eq!(lp.scheduled_timers(), 0, "a cancelled timer leaves the wheel at once");
+/// ```
+#[derive(Clone)]
+pub struct TimerHandle {
+    handle: Handle,
+    key: TimerKey,
+    when_ns: u64,
+    core: Weak<LoopCore>,
+}
+
+impl TimerHandle {
+    pub(crate) fn new(handle: Handle, key: TimerKey, when_ns: u64, core: Weak<LoopCore>) -> Self {
+        TimerHandle {
+            handle,
+            key,
+            when_ns,
+            core,
+        }
+    }
+
+    /// Cancels the timer and removes it from the loop's timer wheel at once.
+    pub fn cancel(&self) {
+        self.handle.cancel();
+        if let Some(core) = self.core.upgrade() {
+            core.timer_cancelled(self.key);
+        }
+    }
+
+    /// True once [`cancel`](TimerHandle::cancel) was called.
+    pub fn cancelled(&self) -> bool {
+        self.handle.cancelled()
+    }
+
+    /// The loop time (seconds, as [`time`](crate::LoopRef::time)) at which the
+    /// callback is due.
+    pub fn when(&self) -> f64 {
+        ns_to_secs(self.when_ns)
+    }
+
+    /// The underlying [`Handle`].
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+}
+
+impl fmt::Debug for TimerHandle {
+    /// asyncio's repr: `<TimerHandle when=3.000 tick at src/main.rs:12>`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = if self.cancelled() { " cancelled" } else { "" };
+        write!(
+            f,
+            "<TimerHandle{state} when={:.3} {}>",
+            self.when(),
+            self.handle.describe()
+        )
+    }
+}

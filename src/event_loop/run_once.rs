@@ -1,0 +1,177 @@
+//! One iteration of the loop, as numbered phases.
+//!
+//! asyncio's `BaseEventLoop._run_once`, libuv's `uv_run` body. Each phase is
+//! one method below, named as in `docs/LOOP_ITERATION.md`, which draws the
+//! iteration:
+//!
+//! ```text
+//!   1 compute_poll_timeout   zero if work is ready or the loop is stopping,
+//!                            else until the next timer, else forever
+//!   2 poll_io                epoll_wait (skipped when pointless; a virtual
+//!                            clock jumps to the next deadline instead of sleeping)
+//!   3 dispatch_io_events     readiness → reader/writer handles → ready queue
+//!   4 collect_due_timers     expired timers → ready queue, by (deadline, seq)
+//!   5 run_ready              run exactly the callbacks ready at this point
+//!   6 queue_level_rechecks   fds that dispatched are rechecked by the next
+//!                            poll: level-triggered readers, as asyncio's
+//! ```
+//!
+//! # Invariants
+//!
+//! - User callbacks are entered from exactly one place, [`LoopCore::run_handle`];
+//!   panics are caught there, so a callback can never unwind through the loop.
+//! - Phase 5 runs the callbacks that were in the queue when it began, and no
+//!   others: a callback scheduled by a callback waits for the next
+//!   iteration, even if the loop is stopping (asyncio's `ntodo`).
+//! - The clock is read only when a timer is pending (asyncio does the same),
+//!   and the poll system call is skipped when it cannot learn anything: a
+//!   zero timeout with no fd registered.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+use std::time::Duration;
+
+use super::exceptions::ExceptionContext;
+use super::handle::Handle;
+use super::{LoopCore, LoopRef};
+use crate::errors::{LoopError, PanicError};
+
+/// How long phase 2 may wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PollTimeout {
+    /// Work is ready (or the loop is stopping): only collect what is ready now.
+    Zero,
+    /// Wait at most until this loop time (nanoseconds): the next timer.
+    Until(u64),
+    /// Nothing to do but wait for I/O or a wake-up.
+    Forever,
+}
+
+impl LoopCore {
+    /// Runs one iteration: phases 1 to 6.
+    pub(crate) fn run_once(self: &Rc<Self>) -> Result<(), LoopError> {
+        let timeout = self.compute_poll_timeout();
+        self.poll_io(timeout)?;
+        self.dispatch_io_events();
+        self.collect_due_timers();
+        self.run_ready();
+        self.queue_level_rechecks();
+        Ok(())
+    }
+
+    /// Phase 1: how long may the poll wait?
+    fn compute_poll_timeout(&self) -> PollTimeout {
+        // An fd to recheck was ready a moment ago: do not block on it.
+        if !self.ready.is_empty() || self.stopping.get() || self.reactor.borrow().has_rechecks() {
+            return PollTimeout::Zero;
+        }
+        match self.timers.borrow().next_wakeup() {
+            Some(at) => PollTimeout::Until(at),
+            None => PollTimeout::Forever,
+        }
+    }
+
+    /// Phase 2: wait for I/O readiness, or for the next timer.
+    fn poll_io(&self, timeout: PollTimeout) -> Result<(), LoopError> {
+        let mut reactor = self.reactor.borrow_mut();
+        let has_sources = reactor.sources() > 0;
+        match timeout {
+            PollTimeout::Zero => {
+                if has_sources {
+                    reactor.poll(Some(Duration::ZERO))?;
+                } else {
+                    reactor.clear_events();
+                }
+            }
+            PollTimeout::Until(at) => {
+                let now = self.clock.now_ns();
+                if at <= now {
+                    if has_sources {
+                        reactor.poll(Some(Duration::ZERO))?;
+                    } else {
+                        reactor.clear_events();
+                    }
+                } else if self.clock.is_virtual() {
+                    // Serve I/O that is ready right now; if there is none,
+                    // "sleep" by jumping the clock to the deadline.
+                    if has_sources {
+                        reactor.poll(Some(Duration::ZERO))?;
+                    } else {
+                        reactor.clear_events();
+                    }
+                    if reactor.no_events() && !reactor.was_woken() {
+                        self.clock.advance_to(at);
+                    }
+                } else {
+                    reactor.poll(Some(Duration::from_nanos(at - now)))?;
+                }
+            }
+            PollTimeout::Forever => reactor.poll(None)?,
+        }
+        Ok(())
+    }
+
+    /// Phase 3: turn readiness into ready callbacks.
+    fn dispatch_io_events(&self) {
+        let reactor = self.reactor.borrow();
+        let mut events = reactor.events().peekable();
+        if events.peek().is_none() {
+            return;
+        }
+        let mut io = self.io.borrow_mut();
+        for ev in events {
+            io.dispatch(ev, &self.ready);
+        }
+    }
+
+    /// Phase 4: move every timer whose deadline has passed to the ready
+    /// queue, earliest deadline first, ties in scheduling order.
+    fn collect_due_timers(&self) {
+        let mut timers = self.timers.borrow_mut();
+        if timers.is_empty() {
+            return;
+        }
+        let now = self.clock.now_ns();
+        while let Some((_key, _deadline, handle)) = timers.pop_expired(now) {
+            self.ready.push(handle);
+        }
+    }
+
+    /// Phase 5: run the callbacks that are ready now, and only those.
+    fn run_ready(self: &Rc<Self>) {
+        let ntodo = self.ready.len();
+        for _ in 0..ntodo {
+            let Some(handle) = self.ready.pop() else {
+                break;
+            };
+            if handle.cancelled() {
+                continue;
+            }
+            self.run_handle(&handle);
+        }
+    }
+
+    /// The one place where user callbacks are entered. A panic is caught
+    /// here and handed to the exception handler; the loop goes on.
+    #[inline]
+    fn run_handle(self: &Rc<Self>, handle: &Handle) {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| handle.invoke())) {
+            self.callback_panicked(handle, PanicError::new(payload));
+        }
+    }
+
+    #[cold]
+    fn callback_panicked(self: &Rc<Self>, handle: &Handle, panic: PanicError) {
+        let context = ExceptionContext::callback_panicked(handle, panic);
+        LoopRef { core: self.clone() }.call_exception_handler(&context);
+    }
+
+    /// Phase 6: the fds that dispatched are rechecked by the next poll, so
+    /// that one still ready runs its callback again (see `io.rs`).
+    fn queue_level_rechecks(&self) {
+        let mut io = self.io.borrow_mut();
+        if io.has_dispatched() {
+            io.queue_rechecks(&mut self.reactor.borrow_mut());
+        }
+    }
+}

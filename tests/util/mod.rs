@@ -1,0 +1,81 @@
+//! Shared test helpers: an event recorder and a per-thread log capture.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::{Mutex, Once};
+
+use aioloop::LoopRef;
+
+/// An ordered record of what happened, shared by the callbacks of a test.
+#[derive(Clone, Default)]
+pub struct Recorder<T>(Rc<RefCell<Vec<T>>>);
+
+impl<T: Clone> Recorder<T> {
+    pub fn new() -> Self {
+        Recorder(Rc::new(RefCell::new(Vec::new())))
+    }
+    pub fn push(&self, v: T) {
+        self.0.borrow_mut().push(v);
+    }
+    pub fn take(&self) -> Vec<T> {
+        std::mem::take(&mut *self.0.borrow_mut())
+    }
+    pub fn snapshot(&self) -> Vec<T> {
+        self.0.borrow().clone()
+    }
+    pub fn len(&self) -> usize {
+        self.0.borrow().len()
+    }
+}
+
+/// A callback that stops `lp`.
+pub fn stopper(lp: &LoopRef) -> impl FnOnce() + 'static {
+    let lp = lp.clone();
+    move || lp.stop()
+}
+
+struct CaptureLogger;
+
+static RECORDS: Mutex<Vec<(std::thread::ThreadId, log::Level, String, String)>> =
+    Mutex::new(Vec::new());
+
+impl log::Log for CaptureLogger {
+    fn enabled(&self, _: &log::Metadata) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record) {
+        RECORDS.lock().unwrap().push((
+            std::thread::current().id(),
+            record.level(),
+            record.target().to_owned(),
+            record.args().to_string(),
+        ));
+    }
+    fn flush(&self) {}
+}
+
+/// Installs the capturing logger (once per test binary) and forgets what this
+/// thread logged so far. Tests run on parallel threads, so each one only
+/// sees its own thread's records.
+pub fn capture_logs() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        log::set_boxed_logger(Box::new(CaptureLogger)).unwrap();
+        log::set_max_level(log::LevelFilter::Trace);
+    });
+    let me = std::thread::current().id();
+    RECORDS.lock().unwrap().retain(|r| r.0 != me);
+}
+
+/// What this thread logged on `target` since `capture_logs`, as (level, text).
+pub fn logs(target: &str) -> Vec<(log::Level, String)> {
+    let me = std::thread::current().id();
+    RECORDS
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.0 == me && r.2 == target)
+        .map(|r| (r.1, r.3.clone()))
+        .collect()
+}

@@ -51,6 +51,9 @@ pub enum LoopError {
     InvalidTime,
     /// `advance_time` was called on a loop that runs on the real clock.
     NotVirtualClock,
+    /// `run_until_complete` returned because the loop was stopped before
+    /// the future was done.
+    StoppedBeforeComplete,
     /// The operating system refused an I/O registration (for example, a closed fd).
     Io(io::Error),
 }
@@ -69,6 +72,9 @@ impl fmt::Display for LoopError {
             LoopError::InvalidTime => f.write_str("when must be a number, not NaN"),
             LoopError::NotVirtualClock => {
                 f.write_str("advance_time() needs a loop built with a virtual clock")
+            }
+            LoopError::StoppedBeforeComplete => {
+                f.write_str("Event loop stopped before Future completed.")
             }
             LoopError::Io(e) => fmt::Display::fmt(e, f),
         }
@@ -149,3 +155,321 @@ impl fmt::Display for PanicError {
 }
 
 impl std::error::Error for PanicError {}
+
+impl Clone for PanicError {
+    /// A clone keeps the message; the payload (a `Box<dyn Any>`, which cannot
+    /// be cloned) becomes the message as a `String`.
+    fn clone(&self) -> Self {
+        PanicError {
+            message: self.message.clone(),
+            payload: Box::new(self.message.clone()),
+        }
+    }
+}
+
+/// asyncio's `CancelledError`: what every aioloop awaitable returns when the
+/// task awaiting it is cancelled, carrying the message given to `cancel`.
+///
+/// ```
+/// use aioloop::CancelledError;
+///
+/// let e = CancelledError::new(Some("shutting down".into()));
+/// assert_eq!(e.message(), Some("shutting down"));
+/// assert_eq!(e.to_string(), "shutting down");
+/// assert_eq!(CancelledError::new(None).to_string(), "cancelled");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CancelledError {
+    msg: Option<String>,
+}
+
+impl CancelledError {
+    /// A cancellation, with the message given to `cancel` if any.
+    pub fn new(msg: Option<String>) -> Self {
+        CancelledError { msg }
+    }
+
+    /// The message given to `cancel(msg)`, as asyncio's `e.args[0]`.
+    pub fn message(&self) -> Option<&str> {
+        self.msg.as_deref()
+    }
+}
+
+impl fmt::Display for CancelledError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.msg.as_deref().unwrap_or("cancelled"))
+    }
+}
+
+impl std::error::Error for CancelledError {}
+
+/// asyncio's `InvalidStateError`: an operation that the state of a future or
+/// task does not allow. The `Display` texts are asyncio's.
+///
+/// ```
+/// use aioloop::InvalidStateError;
+///
+/// assert_eq!(InvalidStateError::AlreadyDone.to_string(), "invalid state");
+/// assert_eq!(InvalidStateError::ResultNotSet.to_string(), "Result is not set.");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InvalidStateError {
+    /// `set_result` / `set_exception` on a future that is already done.
+    AlreadyDone,
+    /// `result()` on a pending future or task.
+    ResultNotSet,
+    /// `exception()` on a pending future or task.
+    ExceptionNotSet,
+    /// The result was already moved out by an earlier `await` of the
+    /// handle by value (Rust cannot hand out a non-`Clone` value twice).
+    ResultTaken,
+}
+
+impl fmt::Display for InvalidStateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            InvalidStateError::AlreadyDone => "invalid state",
+            InvalidStateError::ResultNotSet => "Result is not set.",
+            InvalidStateError::ExceptionNotSet => "Exception is not set.",
+            InvalidStateError::ResultTaken => "Result was already taken by an await.",
+        })
+    }
+}
+
+impl std::error::Error for InvalidStateError {}
+
+/// asyncio's `TimeoutError`, from `wait_for`, `timeout` and friends.
+///
+/// ```
+/// assert_eq!(aioloop::TimeoutError.to_string(), "timed out");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeoutError;
+
+impl fmt::Display for TimeoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("timed out")
+    }
+}
+
+impl std::error::Error for TimeoutError {}
+
+/// How awaiting a task or a future failed: asyncio's three endings other
+/// than a result.
+///
+/// `E` is the task's own error type (the `Err` of a coroutine returning
+/// `Result<T, E>`), asyncio's "exception".
+///
+/// ```
+/// use aioloop::{CancelledError, TaskError};
+///
+/// let e: TaskError<std::io::Error> = TaskError::Cancelled(CancelledError::new(None));
+/// assert!(e.is_cancelled());
+/// ```
+#[derive(Clone, Debug)]
+pub enum TaskError<E = std::convert::Infallible> {
+    /// The task or future was cancelled.
+    Cancelled(CancelledError),
+    /// The coroutine panicked; the panic was caught at the loop boundary.
+    Panicked(PanicError),
+    /// The coroutine returned `Err(e)`, or `set_exception(e)` was called.
+    Exception(E),
+    /// The operation is not possible in the current state.
+    InvalidState(InvalidStateError),
+}
+
+impl<E> TaskError<E> {
+    /// True for [`TaskError::Cancelled`].
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, TaskError::Cancelled(_))
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for TaskError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TaskError::Cancelled(c) => write!(f, "CancelledError: {c}"),
+            TaskError::Panicked(p) => fmt::Display::fmt(p, f),
+            TaskError::Exception(e) => fmt::Display::fmt(e, f),
+            TaskError::InvalidState(s) => write!(f, "InvalidStateError: {s}"),
+        }
+    }
+}
+
+impl<E: fmt::Debug + fmt::Display> std::error::Error for TaskError<E> {}
+
+impl<E> From<CancelledError> for TaskError<E> {
+    fn from(c: CancelledError) -> Self {
+        TaskError::Cancelled(c)
+    }
+}
+
+/// A task's error type: asyncio's exception.
+///
+/// The one question aioloop asks of it: is this error a cancellation making
+/// its way out of the coroutine (`?` on a `CancelledError`)? If so the task
+/// ends *cancelled*, as asyncio's does when `CancelledError` propagates out of
+/// a coroutine; otherwise it ends *failed* with this error. An error enum
+/// that wraps `CancelledError` says so by overriding
+/// [`as_cancelled`](Exception::as_cancelled):
+///
+/// ```
+/// use aioloop::{CancelledError, Exception};
+///
+/// #[derive(Debug)]
+/// enum AppError { Cancelled(CancelledError), Io(std::io::Error) }
+///
+/// impl Exception for AppError {
+///     fn as_cancelled(&self) -> Option<&CancelledError> {
+///         match self { AppError::Cancelled(c) => Some(c), _ => None }
+///     }
+/// }
+/// ```
+pub trait Exception: fmt::Debug + 'static {
+    /// The cancellation this error carries, if it is one.
+    fn as_cancelled(&self) -> Option<&CancelledError> {
+        None
+    }
+}
+
+impl Exception for std::convert::Infallible {}
+impl Exception for CancelledError {
+    fn as_cancelled(&self) -> Option<&CancelledError> {
+        Some(self)
+    }
+}
+impl<E: Exception> Exception for TaskError<E> {
+    fn as_cancelled(&self) -> Option<&CancelledError> {
+        match self {
+            TaskError::Cancelled(c) => Some(c),
+            TaskError::Exception(e) => e.as_cancelled(),
+            _ => None,
+        }
+    }
+}
+impl Exception for Box<dyn std::error::Error> {
+    fn as_cancelled(&self) -> Option<&CancelledError> {
+        self.downcast_ref::<CancelledError>()
+    }
+}
+impl Exception for Box<dyn std::error::Error + Send + Sync> {
+    fn as_cancelled(&self) -> Option<&CancelledError> {
+        self.downcast_ref::<CancelledError>()
+    }
+}
+impl Exception for io::Error {}
+impl Exception for TimeoutError {}
+impl Exception for InvalidStateError {}
+impl Exception for PanicError {}
+impl Exception for LoopError {}
+impl Exception for String {}
+impl Exception for &'static str {}
+
+/// What a coroutine's output means to its task: a result, or an exception.
+///
+/// A coroutine returning `Result<T, E>` (with `E:` [`Exception`]) gives a
+/// task whose result is `T` and whose exception is `E`; one returning a plain
+/// value gives a task that can only fail by panicking or being cancelled.
+/// Plain values are supported for `()`, `bool`, `char`, the integer and
+/// float types, `String`, `&'static str`, `Vec<T>`, `Option<T>`, `Box<T>`
+/// and tuples of up to four; for another type, return `Ok::<_, Infallible>(value)` or
+/// implement this trait (the body is one line).
+///
+/// ```
+/// use aioloop::TaskOutput;
+/// use std::convert::Infallible;
+///
+/// struct Report(u32);
+/// impl TaskOutput for Report {
+///     type Ok = Report;
+///     type Err = Infallible;
+///     fn into_result(self) -> Result<Report, Infallible> { Ok(self) }
+/// }
+/// ```
+pub trait TaskOutput: 'static {
+    /// The result type (asyncio's `task.result()`).
+    type Ok: 'static;
+    /// The exception type (asyncio's `task.exception()`).
+    type Err: Exception;
+    /// Splits the output into result or exception.
+    fn into_result(self) -> Result<Self::Ok, Self::Err>;
+}
+
+impl<T: 'static, E: Exception> TaskOutput for Result<T, E> {
+    type Ok = T;
+    type Err = E;
+    fn into_result(self) -> Result<T, E> {
+        self
+    }
+}
+
+macro_rules! plain_output {
+    ($($t:ty),*) => {$(
+        impl TaskOutput for $t {
+            type Ok = $t;
+            type Err = std::convert::Infallible;
+            fn into_result(self) -> Result<$t, std::convert::Infallible> {
+                Ok(self)
+            }
+        }
+    )*};
+}
+plain_output!(
+    (),
+    bool,
+    char,
+    u8,
+    u16,
+    u32,
+    u64,
+    u128,
+    usize,
+    i8,
+    i16,
+    i32,
+    i64,
+    i128,
+    isize,
+    f32,
+    f64,
+    String,
+    &'static str
+);
+
+impl<T: 'static> TaskOutput for Vec<T> {
+    type Ok = Vec<T>;
+    type Err = std::convert::Infallible;
+    fn into_result(self) -> Result<Vec<T>, std::convert::Infallible> {
+        Ok(self)
+    }
+}
+impl<T: 'static> TaskOutput for Option<T> {
+    type Ok = Option<T>;
+    type Err = std::convert::Infallible;
+    fn into_result(self) -> Result<Option<T>, std::convert::Infallible> {
+        Ok(self)
+    }
+}
+impl<T: 'static> TaskOutput for Box<T> {
+    type Ok = Box<T>;
+    type Err = std::convert::Infallible;
+    fn into_result(self) -> Result<Box<T>, std::convert::Infallible> {
+        Ok(self)
+    }
+}
+
+macro_rules! tuple_output {
+    ($($t:ident),+) => {
+        impl<$($t: 'static),+> TaskOutput for ($($t,)+) {
+            type Ok = ($($t,)+);
+            type Err = std::convert::Infallible;
+            fn into_result(self) -> Result<Self::Ok, std::convert::Infallible> {
+                Ok(self)
+            }
+        }
+    };
+}
+tuple_output!(A, B);
+tuple_output!(A, B, C);
+tuple_output!(A, B, C, D);

@@ -71,12 +71,26 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
+mod combinators;
 mod errors;
 mod event_loop;
+mod futures;
 pub mod reactor;
+mod remote;
+mod task_slab;
+mod tasks;
 pub mod time;
+mod waiters;
 
-pub use errors::{LoopError, PanicError};
+pub use combinators::sleep::{sleep, Sleep};
+pub use errors::{
+    CancelledError, Exception, InvalidStateError, LoopError, PanicError, TaskError, TaskOutput,
+    TimeoutError,
+};
 pub use event_loop::{
     get_running_loop, EventLoop, ExceptionContext, ExceptionHandler, Handle, LoopRef, TimerHandle,
+};
+pub use futures::{Future, FutureWait};
+pub use tasks::{
+    all_tasks, create_task, current_task, AsTask, DoneCallbackId, Task, TaskRef, TaskWait, WaitDone,
 };

@@ -37,6 +37,10 @@ pub(crate) trait Invoke {
     /// The callback's Rust type name, e.g. `tour::main::{{closure}}`: the
     /// closest thing Rust has to asyncio's `callback.__qualname__`.
     fn name(&self) -> &'static str;
+    /// The task behind this handle, when the handle is a task's step.
+    fn task_header(&self) -> Option<&crate::tasks::TaskHeader> {
+        None
+    }
 }
 
 /// A callback that runs once (`call_soon`, `call_later`).
@@ -81,10 +85,31 @@ impl<F: Fn() + 'static> Invoke for Repeat<F> {
 }
 
 /// The shared allocation: a fixed header, then the closure (unsized).
+/// A task's allocation is one too: its step is the callback.
 pub(crate) struct HandleInner<C: ?Sized> {
     cancelled: Cell<bool>,
     site: &'static Location<'static>,
     callback: C,
+}
+
+impl<C> HandleInner<C> {
+    pub(crate) fn new(site: &'static Location<'static>, callback: C) -> Self {
+        HandleInner {
+            cancelled: Cell::new(false),
+            site,
+            callback,
+        }
+    }
+}
+
+impl<C: ?Sized> HandleInner<C> {
+    pub(crate) fn callback(&self) -> &C {
+        &self.callback
+    }
+
+    pub(crate) fn site(&self) -> &'static Location<'static> {
+        self.site
+    }
 }
 
 /// A callback scheduled on the loop (asyncio's `Handle`).
@@ -112,6 +137,16 @@ pub struct Handle {
 }
 
 impl Handle {
+    pub(crate) fn from_inner(inner: Rc<HandleInner<dyn Invoke>>) -> Handle {
+        Handle { inner }
+    }
+
+    /// The task behind this handle, if it is a task's step.
+    #[inline]
+    pub(crate) fn task_header(&self) -> Option<&crate::tasks::TaskHeader> {
+        self.inner.callback.task_header()
+    }
+
     #[inline]
     pub(crate) fn once<F: FnOnce() + 'static>(f: F, site: &'static Location<'static>) -> Handle {
         Handle {

@@ -59,8 +59,12 @@ use std::panic::Location;
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::errors::LoopError;
+use std::sync::Arc;
+
+use crate::errors::{LoopError, TaskError, TaskOutput};
 use crate::reactor::Reactor;
+use crate::remote::Remote;
+use crate::task_slab::{LocalScheduler, TaskId, TaskSlab, CURRENT_SCHEDULER};
 use crate::time::clock::{duration_to_ns, ns_to_secs, secs_to_ns_ceil, Clock};
 use crate::time::wheel::{TimerKey, TimerWheel};
 
@@ -88,6 +92,10 @@ pub(crate) struct LoopCore {
     pub(crate) clock: Clock,
     pub(crate) reactor: RefCell<Reactor>,
     pub(crate) io: RefCell<IoRegistry>,
+    /// Every task not yet done, by id; each entry is the task's step handle.
+    pub(crate) tasks: RefCell<TaskSlab<Handle>>,
+    /// The thread-safe side: injected wakes and the reactor's waker.
+    pub(crate) remote: Arc<Remote>,
     state: Cell<LoopState>,
     /// asyncio's `_stopping`: set by `stop()`, read after each iteration.
     pub(crate) stopping: Cell<bool>,
@@ -174,12 +182,16 @@ impl EventLoop {
     }
 
     fn with_clock(clock: Clock) -> Result<EventLoop, LoopError> {
+        let reactor = Reactor::new()?;
+        let remote = Arc::new(Remote::new(reactor.waker()));
         let core = LoopCore {
             ready: ReadyQueue::new(),
             timers: RefCell::new(TimerWheel::new()),
             clock,
-            reactor: RefCell::new(Reactor::new()?),
+            reactor: RefCell::new(reactor),
             io: RefCell::new(IoRegistry::new()),
+            tasks: RefCell::new(TaskSlab::new()),
+            remote,
             state: Cell::new(LoopState::Idle),
             stopping: Cell::new(false),
             exception_handler: RefCell::new(None),
@@ -242,7 +254,32 @@ fn py_bool(b: bool) -> &'static str {
     }
 }
 
+impl LocalScheduler for LoopCore {
+    fn remote(&self) -> &Arc<Remote> {
+        &self.remote
+    }
+    fn schedule(&self, id: TaskId) {
+        self.schedule_task(id);
+    }
+}
+
 impl LoopCore {
+    /// Puts a task's next step on the ready queue, unless it is already
+    /// there, done, or unknown (a stale id). asyncio's `call_soon(__step)`.
+    pub(crate) fn schedule_task(&self, id: TaskId) {
+        let handle = match self.tasks.borrow().get(id) {
+            Some(h) => h.clone(),
+            None => return,
+        };
+        if let Some(t) = handle.task_header() {
+            if t.scheduled.get() || t.is_done() {
+                return;
+            }
+            t.scheduled.set(true);
+        }
+        self.ready.push(handle);
+    }
+
     #[inline]
     fn check_open(&self) -> Result<(), LoopError> {
         if self.state.get() == LoopState::Closed {
@@ -267,6 +304,65 @@ impl LoopCore {
 }
 
 impl LoopRef {
+    pub(crate) fn from_core(core: Rc<LoopCore>) -> LoopRef {
+        LoopRef { core }
+    }
+
+    pub(crate) fn core(&self) -> &Rc<LoopCore> {
+        &self.core
+    }
+
+    /// Runs the loop until `fut` is done, and returns its outcome (asyncio's
+    /// `run_until_complete`): the future runs as a task, and the loop stops
+    /// once it is done, whether it finished, failed or was cancelled.
+    ///
+    /// The outer `Result` is the loop's own errors (`Event loop is closed`,
+    /// `This event loop is already running`, and `Event loop stopped before
+    /// Future completed.` when someone called `stop()` first); the inner one
+    /// is the task's outcome.
+    ///
+    /// ```
+    /// use aioloop::{sleep, EventLoop};
+    /// use std::time::Duration;
+    ///
+    /// let lp = EventLoop::with_virtual_clock().unwrap();
+    /// let v = lp.run_until_complete(async {
+    ///     sleep(Duration::from_secs(5)).await?;
+    ///     Ok::<_, aioloop::CancelledError>(7)
+    /// }).unwrap();
+    /// assert_eq!(v.unwrap(), 7);
+    /// assert_eq!(lp.time(), 5.0);
+    /// ```
+    #[track_caller]
+    #[allow(clippy::type_complexity)]
+    pub fn run_until_complete<F>(
+        &self,
+        fut: F,
+    ) -> Result<
+        Result<<F::Output as TaskOutput>::Ok, TaskError<<F::Output as TaskOutput>::Err>>,
+        LoopError,
+    >
+    where
+        F: std::future::Future + 'static,
+        F::Output: TaskOutput,
+    {
+        if self.is_running() {
+            return Err(LoopError::AlreadyRunning);
+        }
+        let task = self.create_task(fut)?;
+        let lp = self.clone();
+        task.add_done_callback(move |_| lp.stop());
+        let ran = self.run_forever();
+        if !task.done() {
+            // Stopped early (or the run failed): the task is left to a later
+            // run, as asyncio does.
+            ran?;
+            return Err(LoopError::StoppedBeforeComplete);
+        }
+        ran?;
+        Ok(task.take_outcome())
+    }
+
     /// Schedules `f` to run on the next iteration (asyncio's `call_soon`).
     ///
     /// Callbacks run in the order they were scheduled, and never inline: one
@@ -433,6 +529,8 @@ impl LoopRef {
             LoopState::Idle => {}
         }
         self.core.state.set(LoopState::Closed);
+        self.core.remote.close();
+        let tasks = self.core.tasks.borrow_mut().take_all();
         let ready = self.core.ready.take_all();
         let timers = self.core.timers.borrow_mut().drain();
         let io_handles = {
@@ -440,6 +538,7 @@ impl LoopRef {
             self.core.io.borrow_mut().take_all(&mut reactor)
         };
         // Dropped here, with no borrow held: their destructors are user code.
+        drop(tasks);
         drop(ready);
         drop(timers);
         for h in io_handles {
@@ -600,6 +699,8 @@ impl<'a> RunningGuard<'a> {
             Ok(())
         })?;
         core.state.set(LoopState::Running);
+        let scheduler: Rc<dyn LocalScheduler> = core.clone();
+        CURRENT_SCHEDULER.with(|s| *s.borrow_mut() = Some(scheduler));
         Ok(RunningGuard { core })
     }
 }
@@ -609,6 +710,7 @@ impl Drop for RunningGuard<'_> {
         self.core.stopping.set(false);
         self.core.state.set(LoopState::Idle);
         let prev = RUNNING_LOOP.with(|r| r.borrow_mut().take());
-        drop(prev);
+        let sched = CURRENT_SCHEDULER.with(|s| s.borrow_mut().take());
+        drop((prev, sched));
     }
 }

@@ -10,6 +10,7 @@
 //!   2 poll_io                epoll_wait (skipped when pointless; a virtual
 //!                            clock jumps to the next deadline instead of sleeping)
 //!   3 dispatch_io_events     readiness → reader/writer handles → ready queue
+//!   3b drain_injected        task wakes from other threads → ready queue
 //!   4 collect_due_timers     expired timers → ready queue, by (deadline, seq)
 //!   5 run_ready              run exactly the callbacks ready at this point
 //!   6 queue_level_rechecks   fds that dispatched are rechecked by the next
@@ -53,6 +54,7 @@ impl LoopCore {
         let timeout = self.compute_poll_timeout();
         self.poll_io(timeout)?;
         self.dispatch_io_events();
+        self.drain_injected();
         self.collect_due_timers();
         self.run_ready();
         self.queue_level_rechecks();
@@ -62,7 +64,11 @@ impl LoopCore {
     /// Phase 1: how long may the poll wait?
     fn compute_poll_timeout(&self) -> PollTimeout {
         // An fd to recheck was ready a moment ago: do not block on it.
-        if !self.ready.is_empty() || self.stopping.get() || self.reactor.borrow().has_rechecks() {
+        if !self.ready.is_empty()
+            || self.stopping.get()
+            || self.remote.has_injected()
+            || self.reactor.borrow().has_rechecks()
+        {
             return PollTimeout::Zero;
         }
         match self.timers.borrow().next_wakeup() {
@@ -99,7 +105,7 @@ impl LoopCore {
                     } else {
                         reactor.clear_events();
                     }
-                    if reactor.no_events() && !reactor.was_woken() {
+                    if reactor.no_events() && !reactor.was_woken() && !self.remote.has_injected() {
                         self.clock.advance_to(at);
                     }
                 } else {
@@ -121,6 +127,14 @@ impl LoopCore {
         let mut io = self.io.borrow_mut();
         for ev in events {
             io.dispatch(ev, &self.ready);
+        }
+    }
+
+    /// Phase 3b: wakes injected from other threads (or while the loop was
+    /// not running) schedule their tasks. One atomic load when there are none.
+    fn drain_injected(&self) {
+        if self.remote.has_injected() {
+            self.remote.drain_wakes(|id| self.schedule_task(id));
         }
     }
 

@@ -1,0 +1,5 @@
+//! asyncio's high-level awaitables, built on tasks and loop futures:
+//! `sleep` (more to come: `wait_for`, `timeout`, `shield`, `gather`, `wait`,
+//! `as_completed`, `TaskGroup`).
+
+pub(crate) mod sleep;

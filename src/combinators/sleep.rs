@@ -1,0 +1,135 @@
+//! `sleep(delay)`: asyncio's `asyncio.sleep`.
+//!
+//! `sleep(0)` yields exactly once: the task goes to the back of the ready
+//! queue and runs again on the next iteration (asyncio's bare `yield` in
+//! `__sleep0`), with no timer. A longer sleep schedules one timer that wakes
+//! the task, and cancels it if the sleep is cancelled or dropped.
+//!
+//! # Invariants
+//!
+//! - A cancellation point: a pending cancel request of the current task
+//!   ends the sleep with `Err(CancelledError)` and cancels its timer.
+//! - Never early: the timer is a loop timer, due at `time() + delay`.
+//! - Dropping an unfinished sleep cancels its timer, so nothing it captured
+//!   (the waker) outlives it.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use crate::errors::CancelledError;
+use crate::event_loop::{get_running_loop, TimerHandle};
+use crate::tasks::take_cancel_request;
+
+/// Waits `delay` on the running loop's clock (asyncio's `asyncio.sleep`).
+///
+/// A cancellation point: returns `Err(CancelledError)` if the task is
+/// cancelled while it sleeps. Must be awaited inside an aioloop task.
+///
+/// ```
+/// use aioloop::{sleep, EventLoop};
+/// use std::time::Duration;
+///
+/// let lp = EventLoop::with_virtual_clock().unwrap();
+/// lp.run_until_complete(async {
+///     sleep(Duration::from_secs(3600)).await.unwrap();
+/// }).unwrap().unwrap();
+/// assert_eq!(lp.time(), 3600.0, "an hour, on the virtual clock, in no time");
+/// ```
+pub fn sleep(delay: Duration) -> Sleep {
+    Sleep {
+        delay,
+        state: State::Start,
+    }
+}
+
+enum State {
+    Start,
+    /// `sleep(0)`: yielded once, done at the next poll.
+    Yielded,
+    /// Waiting for the timer, which takes the waker out when it fires.
+    Waiting {
+        timer: TimerHandle,
+        waker: Rc<RefCell<Option<Waker>>>,
+    },
+    Done,
+}
+
+/// The future of [`sleep`].
+pub struct Sleep {
+    delay: Duration,
+    state: State,
+}
+
+impl Future for Sleep {
+    type Output = Result<(), CancelledError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        if let Some(c) = take_cancel_request() {
+            this.finish();
+            return Poll::Ready(Err(c));
+        }
+        match &this.state {
+            State::Start if this.delay.is_zero() => {
+                this.state = State::Yielded;
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            State::Start => {
+                let lp = get_running_loop()
+                    .expect("sleep() must be awaited inside a running aioloop loop");
+                let waker = Rc::new(RefCell::new(Some(cx.waker().clone())));
+                let w = waker.clone();
+                let timer = lp
+                    .call_later(this.delay, move || {
+                        if let Some(w) = w.borrow_mut().take() {
+                            w.wake();
+                        }
+                    })
+                    .expect("the running loop is open");
+                this.state = State::Waiting { timer, waker };
+                Poll::Pending
+            }
+            State::Yielded => {
+                this.state = State::Done;
+                Poll::Ready(Ok(()))
+            }
+            State::Waiting { waker, .. } => {
+                let mut slot = waker.borrow_mut();
+                match slot.as_mut() {
+                    // The timer took the waker: it fired.
+                    None => {
+                        drop(slot);
+                        this.state = State::Done;
+                        Poll::Ready(Ok(()))
+                    }
+                    Some(w) => {
+                        if !w.will_wake(cx.waker()) {
+                            *w = cx.waker().clone();
+                        }
+                        Poll::Pending
+                    }
+                }
+            }
+            State::Done => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl Sleep {
+    fn finish(&mut self) {
+        if let State::Waiting { timer, .. } = std::mem::replace(&mut self.state, State::Done) {
+            timer.cancel();
+        }
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}

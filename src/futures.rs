@@ -1,0 +1,346 @@
+//! `Future<T, E>`: asyncio's loop future, a result that will be set later.
+//!
+//! asyncio's `Future` (`Lib/asyncio/futures.py`): pending until someone calls
+//! `set_result`, `set_exception` or `cancel`; awaitable by any number of
+//! tasks; done callbacks scheduled with `call_soon`, never called inline.
+//! Not to be confused with [`std::future::Future`], the Rust trait, which
+//! this type implements through [`IntoFuture`].
+//!
+//! ```text
+//!            set_result(v) ──► Finished(v)
+//!   Pending ─ set_exception(e) ──► Failed(e)
+//!            cancel(msg) ──► Cancelled(msg)
+//! ```
+//!
+//! # Invariants
+//!
+//! - A future changes state once; a second `set_*` is `invalid state`, a
+//!   second `cancel` returns `false`.
+//! - Completing wakes every awaiter and schedules the done callbacks in
+//!   registration order; none runs inline.
+//! - Awaiting is a cancellation point: cancelling the awaiting task cancels
+//!   this future (asyncio's `_fut_waiter.cancel()`), which every awaiter then
+//!   sees as `Err(Cancelled)`.
+
+use std::cell::{Cell, RefCell};
+use std::convert::Infallible;
+use std::fmt;
+use std::future::{Future as StdFuture, IntoFuture};
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::rc::{Rc, Weak};
+use std::task::{Context, Poll};
+
+use crate::errors::{CancelledError, InvalidStateError, TaskError};
+use crate::event_loop::{LoopCore, LoopRef};
+use crate::tasks::{
+    fire_completion, set_fut_waiter, take_cancel_request, CancelTarget, FutWaiter, Outcome,
+};
+use crate::waiters::{Completion, DoneCallbackId, WaiterKey};
+
+struct FutureInner<T, E> {
+    outcome: RefCell<Outcome<T, E>>,
+    completion: Completion,
+    core: Weak<LoopCore>,
+    retrieved: Cell<bool>,
+}
+
+/// asyncio's `Future`: a result (`T`) or exception (`E`) set later.
+///
+/// Clones share the future. Await it by value (`fut.await`, taking the
+/// result) or by reference (`(&fut).await`, cloning it, for `T: Clone`).
+///
+/// ```
+/// use aioloop::EventLoop;
+///
+/// let lp = EventLoop::new().unwrap();
+/// let fut = lp.create_future::<&str>();
+/// let f = fut.clone();
+/// lp.call_soon(move || f.set_result("ready").unwrap()).unwrap();
+/// let got = lp.run_until_complete(async move { fut.await }).unwrap();
+/// assert_eq!(got.unwrap(), "ready");
+/// ```
+pub struct Future<T, E = Infallible> {
+    inner: Rc<FutureInner<T, E>>,
+}
+
+impl<T, E> Clone for Future<T, E> {
+    fn clone(&self) -> Self {
+        Future {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl LoopRef {
+    /// A new pending future attached to this loop (asyncio's
+    /// `loop.create_future()`), whose exception type is `Infallible`; see
+    /// [`Future::new`] for one that can fail.
+    pub fn create_future<T: 'static>(&self) -> Future<T> {
+        Future::new(self)
+    }
+}
+
+impl<T: 'static, E: 'static> Future<T, E> {
+    /// A new pending future attached to `lp`, with exception type `E`.
+    ///
+    /// ```
+    /// use aioloop::{EventLoop, Future};
+    ///
+    /// let lp = EventLoop::new().unwrap();
+    /// let f = Future::<u32, String>::new(&lp);
+    /// f.set_exception("no".into()).unwrap();
+    /// assert_eq!(f.exception().unwrap(), Some("no".to_owned()));
+    /// ```
+    pub fn new(lp: &LoopRef) -> Self {
+        Future {
+            inner: Rc::new(FutureInner {
+                outcome: RefCell::new(Outcome::Pending),
+                completion: Completion::default(),
+                core: Rc::downgrade(lp.core()),
+                retrieved: Cell::new(false),
+            }),
+        }
+    }
+}
+
+impl<T, E> FutureInner<T, E> {
+    fn complete(&self, outcome: Result<T, TaskError<E>>) -> Result<(), InvalidStateError> {
+        {
+            let mut slot = self.outcome.borrow_mut();
+            if !matches!(*slot, Outcome::Pending) {
+                return Err(InvalidStateError::AlreadyDone);
+            }
+            *slot = Outcome::Done(outcome);
+        }
+        if let Some(core) = self.core.upgrade() {
+            fire_completion(&core, &self.completion);
+        }
+        Ok(())
+    }
+}
+
+impl<T: 'static, E: 'static> Future<T, E> {
+    fn complete(&self, outcome: Result<T, TaskError<E>>) -> Result<(), InvalidStateError> {
+        self.inner.complete(outcome)
+    }
+
+    /// Marks the future done with a result (asyncio's `set_result`);
+    /// `invalid state` if it is already done.
+    pub fn set_result(&self, value: T) -> Result<(), InvalidStateError> {
+        self.complete(Ok(value))
+    }
+
+    /// Marks the future done with an exception (asyncio's `set_exception`);
+    /// `invalid state` if it is already done.
+    pub fn set_exception(&self, e: E) -> Result<(), InvalidStateError> {
+        self.complete(Err(TaskError::Exception(e)))
+    }
+
+    /// Cancels the future (asyncio's `cancel()`); false if already done.
+    pub fn cancel(&self) -> bool {
+        self.complete(Err(TaskError::Cancelled(CancelledError::new(None))))
+            .is_ok()
+    }
+
+    /// Cancels with a message, which every awaiter's `CancelledError` carries.
+    pub fn cancel_with(&self, msg: impl Into<String>) -> bool {
+        self.complete(Err(TaskError::Cancelled(CancelledError::new(Some(
+            msg.into(),
+        )))))
+        .is_ok()
+    }
+
+    /// True once done, whichever way.
+    pub fn done(&self) -> bool {
+        !matches!(*self.inner.outcome.borrow(), Outcome::Pending)
+    }
+
+    /// True if cancelled.
+    pub fn cancelled(&self) -> bool {
+        matches!(
+            *self.inner.outcome.borrow(),
+            Outcome::Done(Err(TaskError::Cancelled(_)))
+        )
+    }
+
+    /// Calls `f` (via `call_soon`) once the future is done, in registration
+    /// order; on the next iteration if it is already done.
+    pub fn add_done_callback(&self, f: impl FnOnce(&Future<T, E>) + 'static) -> DoneCallbackId {
+        let me = self.clone();
+        let (id, now) = self
+            .inner
+            .completion
+            .add_callback(self.done(), Box::new(move || f(&me)));
+        if let (Some(f), Some(core)) = (now, self.inner.core.upgrade()) {
+            let _ = LoopRef::from_core(core).call_soon(f);
+        }
+        id
+    }
+
+    /// Removes a done callback not yet scheduled; true if it was there.
+    pub fn remove_done_callback(&self, id: DoneCallbackId) -> bool {
+        self.inner.completion.remove_callback(id)
+    }
+
+    fn take_outcome(&self) -> Result<T, TaskError<E>> {
+        self.inner.retrieved.set(true);
+        let mut slot = self.inner.outcome.borrow_mut();
+        // A cancellation stays in place (it is `Clone`): the state keeps
+        // saying "cancelled", as asyncio's does; values and exceptions move.
+        if let Outcome::Done(Err(TaskError::Cancelled(c))) = &*slot {
+            return Err(TaskError::Cancelled(c.clone()));
+        }
+        match std::mem::replace(&mut *slot, Outcome::Taken) {
+            Outcome::Done(r) => r,
+            Outcome::Pending => {
+                *slot = Outcome::Pending;
+                Err(TaskError::InvalidState(InvalidStateError::ResultNotSet))
+            }
+            Outcome::Taken => Err(TaskError::InvalidState(InvalidStateError::ResultTaken)),
+        }
+    }
+}
+
+impl<T: Clone + 'static, E: Clone + 'static> Future<T, E> {
+    /// The result (asyncio's `result()`): the value, or the exception or
+    /// cancellation as an error; `Result is not set.` while pending.
+    pub fn result(&self) -> Result<T, TaskError<E>> {
+        self.inner.retrieved.set(true);
+        match &*self.inner.outcome.borrow() {
+            Outcome::Done(r) => r.clone(),
+            Outcome::Pending => Err(TaskError::InvalidState(InvalidStateError::ResultNotSet)),
+            Outcome::Taken => Err(TaskError::InvalidState(InvalidStateError::ResultTaken)),
+        }
+    }
+
+    /// The exception (asyncio's `exception()`): `Ok(None)` after a result,
+    /// `Ok(Some(e))` after `set_exception(e)`, `Err` when cancelled or pending.
+    pub fn exception(&self) -> Result<Option<E>, TaskError<E>> {
+        self.inner.retrieved.set(true);
+        match &*self.inner.outcome.borrow() {
+            Outcome::Done(Ok(_)) => Ok(None),
+            Outcome::Done(Err(TaskError::Exception(e))) => Ok(Some(e.clone())),
+            Outcome::Done(Err(e)) => Err(e.clone()),
+            Outcome::Pending => Err(TaskError::InvalidState(InvalidStateError::ExceptionNotSet)),
+            Outcome::Taken => Err(TaskError::InvalidState(InvalidStateError::ResultTaken)),
+        }
+    }
+}
+
+impl<T, E> CancelTarget for FutureInner<T, E> {
+    fn cancel_target(&self, msg: Option<String>) -> bool {
+        self.complete(Err(TaskError::Cancelled(CancelledError::new(msg))))
+            .is_ok()
+    }
+}
+
+impl<T, E> fmt::Debug for Future<T, E> {
+    /// asyncio's repr: `<Future pending>`, `<Future finished>`, `<Future cancelled>`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &*self.inner.outcome.borrow() {
+            Outcome::Pending => "pending",
+            Outcome::Done(Err(TaskError::Cancelled(_))) => "cancelled",
+            Outcome::Done(Err(_)) => "finished (failed)",
+            Outcome::Done(Ok(_)) | Outcome::Taken => "finished",
+        };
+        write!(f, "<Future {state}>")
+    }
+}
+
+/// How a [`FutureWait`] holds its future: owned, or borrowed.
+pub trait AsFuture<T, E> {
+    /// The future.
+    fn future(&self) -> &Future<T, E>;
+    /// Produces the outcome once the future is done.
+    fn outcome(&self) -> Result<T, TaskError<E>>;
+}
+
+impl<T: 'static, E: 'static> AsFuture<T, E> for Future<T, E> {
+    fn future(&self) -> &Future<T, E> {
+        self
+    }
+    fn outcome(&self) -> Result<T, TaskError<E>> {
+        self.take_outcome()
+    }
+}
+
+impl<T: Clone + 'static, E: Clone + 'static> AsFuture<T, E> for &Future<T, E> {
+    fn future(&self) -> &Future<T, E> {
+        self
+    }
+    fn outcome(&self) -> Result<T, TaskError<E>> {
+        self.result()
+    }
+}
+
+/// The `std::future::Future` of awaiting a [`Future`]: a cancellation point.
+pub struct FutureWait<T: 'static, E: 'static, H: AsFuture<T, E>> {
+    fut: H,
+    key: Option<WaiterKey>,
+    _out: PhantomData<fn() -> (T, E)>,
+}
+
+impl<T: 'static, E: 'static, H: AsFuture<T, E> + Unpin> StdFuture for FutureWait<T, E, H> {
+    type Output = Result<T, TaskError<E>>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let fut = this.fut.future();
+        if !fut.done() {
+            if let Some(c) = take_cancel_request() {
+                // asyncio cancels the future the cancelled task waits on.
+                fut.complete(Err(TaskError::Cancelled(c))).ok();
+            }
+        }
+        if fut.done() {
+            if let Some(k) = this.key.take() {
+                fut.inner.completion.waiters.unregister(k);
+            }
+            return Poll::Ready(this.fut.outcome());
+        }
+        let Some(core) = fut.inner.core.upgrade() else {
+            return Poll::Pending;
+        };
+        this.key = Some(
+            fut.inner
+                .completion
+                .waiters
+                .register(this.key, cx, &core.remote),
+        );
+        let target: Rc<dyn CancelTarget> = fut.inner.clone();
+        set_fut_waiter(FutWaiter::Future(Rc::downgrade(&target)));
+        Poll::Pending
+    }
+}
+
+impl<T: 'static, E: 'static, H: AsFuture<T, E>> Drop for FutureWait<T, E, H> {
+    fn drop(&mut self) {
+        if let Some(k) = self.key.take() {
+            self.fut.future().inner.completion.waiters.unregister(k);
+        }
+    }
+}
+
+impl<T: 'static, E: 'static> IntoFuture for Future<T, E> {
+    type Output = Result<T, TaskError<E>>;
+    type IntoFuture = FutureWait<T, E, Future<T, E>>;
+    fn into_future(self) -> Self::IntoFuture {
+        FutureWait {
+            fut: self,
+            key: None,
+            _out: PhantomData,
+        }
+    }
+}
+
+impl<'a, T: Clone + 'static, E: Clone + 'static> IntoFuture for &'a Future<T, E> {
+    type Output = Result<T, TaskError<E>>;
+    type IntoFuture = FutureWait<T, E, &'a Future<T, E>>;
+    fn into_future(self) -> Self::IntoFuture {
+        FutureWait {
+            fut: self,
+            key: None,
+            _out: PhantomData,
+        }
+    }
+}

@@ -1,0 +1,901 @@
+//! Tasks: Rust futures run as asyncio tasks, with asyncio's cancellation.
+//!
+//! asyncio's `Task` (`Lib/asyncio/tasks.py`) drives a coroutine one step at a
+//! time: each step is a callback on the ready queue (`__step`), and the task
+//! parks on a future between steps (`_fut_waiter`). aioloop does the same with
+//! a Rust `Future`: a **step** is one `poll`, run from the loop's run phase
+//! like any callback. The task's allocation *is* a [`Handle`], so scheduling
+//! a step pushes an `Rc` clone onto the ready queue: no allocation per wake.
+//!
+//! # States
+//!
+//! ```text
+//!   Pending ──step──► Running ──Pending──► Pending (parked, or scheduled)
+//!                        │
+//!                        ├──Ready(Ok)──────────────► Finished
+//!                        ├──Ready(Err(e))──────────► Failed  (e is the exception)
+//!                        ├──Ready(Err(cancelled))──► Cancelled
+//!                        ├──panic──────────────────► Failed  (PanicError)
+//!                        └──cancel not consumed────► Cancelled (future dropped)
+//! ```
+//!
+//! # Cancellation (asyncio's model; see docs/CANCELLATION.md)
+//!
+//! - `cancel(msg)` returns `false` on a done task. Otherwise it counts the
+//!   request (`cancelling()`), and: if the task is parked on a loop future or
+//!   another task (its *fut_waiter*), cancels that, which wakes the task with
+//!   `Err(Cancelled)` at its `await`; else sets *must_cancel* and schedules
+//!   the task.
+//! - *must_cancel* is consumed by the first aioloop awaitable polled in the
+//!   task's next step: it returns `Err(CancelledError)` — a **cancellation
+//!   point**. The coroutine may propagate it (`?`: the task ends cancelled),
+//!   or catch it and go on (the request is refused, as asyncio allows).
+//! - A request still unconsumed when the step ends means the task is parked
+//!   on something that is no cancellation point (a foreign future): the
+//!   future is dropped — its destructors are the `finally` blocks — and the
+//!   task ends cancelled. If the step completed the coroutine, the task also
+//!   ends cancelled (asyncio's `_must_cancel` at `StopIteration`).
+//! - A request made before the first step ends the task without running its
+//!   body.
+//!
+//! # Invariants
+//!
+//! - A task is on the ready queue at most once (`scheduled`), however many
+//!   times it is woken before it runs; a wake of a done task does nothing.
+//! - The future is pinned in place inside the task's `Rc` allocation, never
+//!   moved, and dropped in place as soon as the task is done.
+//! - A done task leaves the loop's slab at once: stale wakers find nothing.
+
+use std::cell::{Cell, RefCell};
+use std::convert::Infallible;
+use std::fmt;
+use std::future::{Future as StdFuture, IntoFuture};
+use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe, Location};
+use std::pin::Pin;
+use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use crate::errors::{
+    CancelledError, Exception, InvalidStateError, LoopError, PanicError, TaskError, TaskOutput,
+};
+use crate::event_loop::handle::{HandleInner, Invoke};
+use crate::event_loop::{Handle, LoopCore, LoopRef};
+use crate::task_slab::{waker_for, TaskId, WakerData};
+pub use crate::waiters::DoneCallbackId;
+use crate::waiters::{Completion, Waiter, WaiterKey};
+
+/// asyncio numbers tasks per process: `Task-1`, `Task-2`, ...
+static TASK_COUNTER: AtomicU64 = AtomicU64::new(1);
+
+/// Where a task is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TaskState {
+    /// Not running: waiting to be scheduled, or scheduled.
+    Pending,
+    /// Inside its step.
+    Running,
+    /// Done with a result.
+    Finished,
+    /// Done with an exception (an `Err` output or a panic).
+    Failed,
+    /// Done, cancelled.
+    Cancelled,
+}
+
+impl TaskState {
+    fn is_done(self) -> bool {
+        matches!(
+            self,
+            TaskState::Finished | TaskState::Failed | TaskState::Cancelled
+        )
+    }
+}
+
+/// Something a task can be parked on and that `Task::cancel` cancels in
+/// turn: a loop future (asyncio's `_fut_waiter`).
+pub(crate) trait CancelTarget {
+    /// Cancels it; false if it was already done.
+    fn cancel_target(&self, msg: Option<String>) -> bool;
+}
+
+/// What a parked task waits on, for `cancel` to cancel it in turn.
+pub(crate) enum FutWaiter {
+    /// A loop future (held weakly: waiting must not keep it alive).
+    Future(Weak<dyn CancelTarget>),
+    /// Another task of the same loop.
+    Task(TaskId),
+}
+
+/// The type-independent part of a task.
+pub(crate) struct TaskHeader {
+    pub(crate) id: TaskId,
+    number: u64,
+    core: Weak<LoopCore>,
+    pub(crate) waker_data: Arc<WakerData>,
+    state: Cell<TaskState>,
+    pub(crate) scheduled: Cell<bool>,
+    started: Cell<bool>,
+    must_cancel: Cell<bool>,
+    cancel_requests: Cell<u32>,
+    cancel_msg: RefCell<Option<String>>,
+    name: RefCell<Option<String>>,
+    completion: Completion,
+    fut_waiter: RefCell<Option<FutWaiter>>,
+    /// Set once someone looked at the outcome (await, result, exception).
+    pub(crate) retrieved: Cell<bool>,
+}
+
+impl TaskHeader {
+    pub(crate) fn is_done(&self) -> bool {
+        self.state.get().is_done()
+    }
+
+    fn name(&self) -> String {
+        match &*self.name.borrow() {
+            Some(n) => n.clone(),
+            None => format!("Task-{}", self.number),
+        }
+    }
+
+    /// `Task.cancel(msg)`; see the module docs.
+    fn cancel(&self, msg: Option<String>) -> bool {
+        if self.is_done() {
+            return false;
+        }
+        self.cancel_requests.set(self.cancel_requests.get() + 1);
+        *self.cancel_msg.borrow_mut() = msg.clone();
+        let waiter = self.fut_waiter.borrow_mut().take();
+        let core = self.core.upgrade();
+        let cancelled_target = match waiter {
+            Some(FutWaiter::Future(w)) => w.upgrade().is_some_and(|w| w.cancel_target(msg)),
+            Some(FutWaiter::Task(id)) => {
+                let target = core
+                    .as_ref()
+                    .and_then(|c| c.tasks.borrow().get(id).cloned());
+                target
+                    .and_then(|t| t.task_header().map(|h| h.cancel(msg)))
+                    .unwrap_or(false)
+            }
+            None => false,
+        };
+        if cancelled_target {
+            // The target's cancellation wakes us with Err(Cancelled).
+            return true;
+        }
+        self.must_cancel.set(true);
+        if let Some(core) = core {
+            core.schedule_task(self.id);
+        }
+        true
+    }
+
+    fn uncancel(&self) -> u32 {
+        let n = self.cancel_requests.get().saturating_sub(1);
+        self.cancel_requests.set(n);
+        if n == 0 {
+            self.must_cancel.set(false);
+        }
+        n
+    }
+
+    fn cancelled_error(&self) -> CancelledError {
+        CancelledError::new(self.cancel_msg.borrow().clone())
+    }
+
+    fn add_done_callback(&self, f: Box<dyn FnOnce()>) -> DoneCallbackId {
+        let (id, now) = self.completion.add_callback(self.is_done(), f);
+        if let (Some(f), Some(core)) = (now, self.core.upgrade()) {
+            // asyncio schedules it at once on a done task.
+            let _ = LoopRef::from_core(core).call_soon(f);
+        }
+        id
+    }
+
+    /// Common end of every task: leave the slab, wake the awaiters,
+    /// schedule the done callbacks (never inline, in registration order).
+    fn complete(&self, state: TaskState) {
+        self.state.set(state);
+        self.fut_waiter.replace(None);
+        let Some(core) = self.core.upgrade() else {
+            return;
+        };
+        let removed = core.tasks.borrow_mut().remove(self.id);
+        drop(removed);
+        fire_completion(&core, &self.completion);
+    }
+}
+
+/// Wakes the waiters and schedules the done callbacks of something that
+/// just completed.
+pub(crate) fn fire_completion(core: &Rc<LoopCore>, completion: &Completion) {
+    let (waiters, callbacks) = completion.take();
+    for w in waiters {
+        match w {
+            Waiter::Task(id) => core.schedule_task(id),
+            Waiter::Waker(w) => w.wake(),
+        }
+    }
+    let lp = LoopRef::from_core(core.clone());
+    for f in callbacks {
+        // On a closed loop the callback cannot run; it is dropped here.
+        let _ = lp.call_soon(f);
+    }
+}
+
+/// The outcome slot of a task or future.
+pub(crate) enum Outcome<T, E> {
+    Pending,
+    Done(Result<T, TaskError<E>>),
+    Taken,
+}
+
+/// The typed view of a task allocation, independent of its future type.
+pub(crate) trait TaskObj<T, E>: Invoke {
+    fn header(&self) -> &TaskHeader;
+    fn outcome(&self) -> &RefCell<Outcome<T, E>>;
+}
+
+/// A task's allocation: header, the future (pinned in place), the outcome.
+pub(crate) struct TaskCell<F: StdFuture>
+where
+    F::Output: TaskOutput,
+{
+    header: TaskHeader,
+    future: RefCell<Option<F>>,
+    outcome: RefCell<Outcome<OkOf<F>, ErrOf<F>>>,
+}
+
+type OkOf<F> = <<F as StdFuture>::Output as TaskOutput>::Ok;
+type ErrOf<F> = <<F as StdFuture>::Output as TaskOutput>::Err;
+
+impl<F: StdFuture + 'static> TaskCell<F>
+where
+    F::Output: TaskOutput,
+{
+    fn finish(&self, result: Result<OkOf<F>, TaskError<ErrOf<F>>>) {
+        let state = match &result {
+            Ok(_) => TaskState::Finished,
+            Err(TaskError::Cancelled(_)) => TaskState::Cancelled,
+            Err(_) => TaskState::Failed,
+        };
+        *self.outcome.borrow_mut() = Outcome::Done(result);
+        self.header.complete(state);
+    }
+
+    fn finish_cancelled(&self) {
+        let err = self.header.cancelled_error();
+        self.header.must_cancel.set(false);
+        self.finish(Err(TaskError::Cancelled(err)));
+    }
+
+    /// Drops the future in place (its destructors run now).
+    fn drop_future(&self) {
+        *self.future.borrow_mut() = None;
+    }
+
+    /// One step: poll the future once. See the module docs for the
+    /// cancellation rules applied around the poll.
+    fn step(&self) {
+        let h = &self.header;
+        h.scheduled.set(false);
+        if h.is_done() {
+            return; // a stale schedule
+        }
+        if h.must_cancel.get() && !h.started.get() {
+            // Cancelled before its first step: the body never runs.
+            self.drop_future();
+            self.finish_cancelled();
+            return;
+        }
+        h.started.set(true);
+        h.fut_waiter.replace(None);
+        h.state.set(TaskState::Running);
+        let _current = CurrentTask::enter(h);
+        let waker = waker_for(&h.waker_data);
+        let mut cx = Context::from_waker(&waker);
+        let poll = {
+            let mut slot = self.future.borrow_mut();
+            let Some(fut) = slot.as_mut() else {
+                return;
+            };
+            // SAFETY: the future lives in this task's `Rc` allocation, which
+            // never moves, and is never moved out of its `Option`: it is
+            // dropped in place (`drop_future` assigns `None`). That is the
+            // pinning guarantee.
+            let fut = unsafe { Pin::new_unchecked(fut) };
+            catch_unwind(AssertUnwindSafe(|| fut.poll(&mut cx)))
+        };
+        match poll {
+            Ok(Poll::Ready(out)) => {
+                self.drop_future();
+                if h.must_cancel.get() {
+                    // Cancelled during the step that completed it: asyncio's
+                    // `_must_cancel` at StopIteration.
+                    self.finish_cancelled();
+                    return;
+                }
+                let result = match out.into_result() {
+                    Ok(v) => Ok(v),
+                    Err(e) => match e.as_cancelled() {
+                        Some(c) => Err(TaskError::Cancelled(c.clone())),
+                        None => Err(TaskError::Exception(e)),
+                    },
+                };
+                self.finish(result);
+            }
+            Ok(Poll::Pending) => {
+                h.state.set(TaskState::Pending);
+                if h.must_cancel.get() {
+                    // Parked on something that is no cancellation point.
+                    self.drop_future();
+                    self.finish_cancelled();
+                }
+            }
+            Err(payload) => {
+                self.drop_future();
+                self.finish(Err(TaskError::Panicked(PanicError::new(payload))));
+            }
+        }
+    }
+}
+
+impl<F: StdFuture + 'static> Invoke for TaskCell<F>
+where
+    F::Output: TaskOutput,
+{
+    fn invoke(&self) {
+        self.step()
+    }
+    fn release(&self) {}
+    fn name(&self) -> &'static str {
+        std::any::type_name::<F>()
+    }
+    fn task_header(&self) -> Option<&TaskHeader> {
+        Some(&self.header)
+    }
+}
+
+impl<F: StdFuture + 'static> TaskObj<OkOf<F>, ErrOf<F>> for TaskCell<F>
+where
+    F::Output: TaskOutput,
+{
+    fn header(&self) -> &TaskHeader {
+        &self.header
+    }
+    fn outcome(&self) -> &RefCell<Outcome<OkOf<F>, ErrOf<F>>> {
+        &self.outcome
+    }
+}
+
+thread_local! {
+    /// The header of the task whose step is running on this thread.
+    static CURRENT: Cell<Option<*const TaskHeader>> = const { Cell::new(None) };
+}
+
+/// Marks a task as current for the length of its step.
+struct CurrentTask {
+    prev: Option<*const TaskHeader>,
+}
+
+impl CurrentTask {
+    fn enter(h: &TaskHeader) -> CurrentTask {
+        CurrentTask {
+            prev: CURRENT.with(|c| c.replace(Some(h as *const TaskHeader))),
+        }
+    }
+}
+
+impl Drop for CurrentTask {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.set(self.prev));
+    }
+}
+
+/// Runs `f` on the current task's header, if a task step is running.
+fn with_current<R>(f: impl FnOnce(&TaskHeader) -> R) -> Option<R> {
+    let ptr = CURRENT.with(Cell::get)?;
+    // SAFETY: `CURRENT` holds a pointer only while `CurrentTask` is alive,
+    // i.e. inside `TaskCell::step`, which holds `&self` (and the run phase an
+    // `Rc` of the task) for that whole time: the header is alive. Only
+    // shared access is made, and the header is only ever shared (`Cell`s).
+    Some(f(unsafe { &*ptr }))
+}
+
+/// The cancellation point: if the current task has a cancel request
+/// pending, consumes it and returns the `CancelledError` to deliver.
+///
+/// Every aioloop awaitable calls this first thing in `poll`.
+pub(crate) fn take_cancel_request() -> Option<CancelledError> {
+    with_current(|h| {
+        if h.must_cancel.replace(false) {
+            Some(h.cancelled_error())
+        } else {
+            None
+        }
+    })
+    .flatten()
+}
+
+/// Records what the current task is parked on, for `cancel` to cancel.
+pub(crate) fn set_fut_waiter(target: FutWaiter) {
+    with_current(|h| *h.fut_waiter.borrow_mut() = Some(target));
+}
+
+/// The current task's id and its loop's remote, if in a task step.
+pub(crate) fn current_task_id() -> Option<TaskId> {
+    with_current(|h| h.id)
+}
+
+/// A handle to a task (asyncio's `Task`), typed by its result `T` and its
+/// exception `E`.
+///
+/// Clones share the task. Dropping every handle does not cancel it. Await
+/// it by value (`task.await`, taking the result) or by reference
+/// (`(&task).await`, cloning it, for `T: Clone`).
+///
+/// ```
+/// use aioloop::EventLoop;
+///
+/// let lp = EventLoop::new().unwrap();
+/// let out = lp.run_until_complete(async {
+///     let t = aioloop::create_task(async { 6u32 * 7 }).unwrap();
+///     assert!(t.get_name().starts_with("Task-"));
+///     t.await
+/// }).unwrap();
+/// assert_eq!(out.unwrap(), 42);
+/// ```
+pub struct Task<T, E = Infallible> {
+    inner: Rc<HandleInner<dyn TaskObj<T, E>>>,
+}
+
+impl<T, E> Clone for Task<T, E> {
+    fn clone(&self) -> Self {
+        Task {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+/// An untyped handle to a task: what [`current_task`] and [`all_tasks`]
+/// return, as asyncio's do.
+#[derive(Clone)]
+pub struct TaskRef {
+    handle: Handle,
+}
+
+impl LoopRef {
+    /// Wraps `fut` in a task scheduled to run on this loop (asyncio's
+    /// `loop.create_task`). The task starts on a later iteration.
+    #[track_caller]
+    pub fn create_task<F>(&self, fut: F) -> Result<Task<OkOf<F>, ErrOf<F>>, LoopError>
+    where
+        F: StdFuture + 'static,
+        F::Output: TaskOutput,
+    {
+        let core = self.core();
+        if self.is_closed() {
+            return Err(LoopError::Closed);
+        }
+        let site = Location::caller();
+        let remote = core.remote.clone();
+        let weak = Rc::downgrade(core);
+        let mut typed = None;
+        let id = core.tasks.borrow_mut().insert_with(|id| {
+            let cell: Rc<HandleInner<TaskCell<F>>> = Rc::new(HandleInner::new(
+                site,
+                TaskCell {
+                    header: TaskHeader {
+                        id,
+                        number: TASK_COUNTER.fetch_add(1, Ordering::Relaxed),
+                        core: weak,
+                        waker_data: Arc::new(WakerData { id, remote }),
+                        state: Cell::new(TaskState::Pending),
+                        scheduled: Cell::new(false),
+                        started: Cell::new(false),
+                        must_cancel: Cell::new(false),
+                        cancel_requests: Cell::new(0),
+                        cancel_msg: RefCell::new(None),
+                        name: RefCell::new(None),
+                        completion: Completion::default(),
+                        fut_waiter: RefCell::new(None),
+                        retrieved: Cell::new(false),
+                    },
+                    future: RefCell::new(Some(fut)),
+                    outcome: RefCell::new(Outcome::Pending),
+                },
+            ));
+            typed = Some(cell.clone() as Rc<HandleInner<dyn TaskObj<OkOf<F>, ErrOf<F>>>>);
+            Handle::from_inner(cell)
+        });
+        core.schedule_task(id);
+        Ok(Task {
+            inner: typed.expect("insert_with ran the closure"),
+        })
+    }
+}
+
+/// Wraps `fut` in a task on the running loop (asyncio's
+/// `asyncio.create_task`). Fails with `no running event loop` outside one.
+#[track_caller]
+pub fn create_task<F>(fut: F) -> Result<Task<OkOf<F>, ErrOf<F>>, LoopError>
+where
+    F: StdFuture + 'static,
+    F::Output: TaskOutput,
+{
+    crate::event_loop::get_running_loop()?.create_task(fut)
+}
+
+/// The task whose step is running (asyncio's `current_task()`), if any.
+pub fn current_task() -> Option<TaskRef> {
+    let id = current_task_id()?;
+    let lp = crate::event_loop::get_running_loop().ok()?;
+    let handle = lp.core().tasks.borrow().get(id).cloned()?;
+    Some(TaskRef { handle })
+}
+
+/// Every task of the running loop that is not done (asyncio's
+/// `all_tasks()`); empty outside a running loop.
+pub fn all_tasks() -> Vec<TaskRef> {
+    match crate::event_loop::get_running_loop() {
+        Ok(lp) => lp.all_tasks(),
+        Err(_) => Vec::new(),
+    }
+}
+
+impl LoopRef {
+    /// Every task of this loop that is not done.
+    pub fn all_tasks(&self) -> Vec<TaskRef> {
+        self.core()
+            .tasks
+            .borrow()
+            .values()
+            .map(|h| TaskRef { handle: h.clone() })
+            .collect()
+    }
+}
+
+impl<T: 'static, E: 'static> Task<T, E> {
+    fn header(&self) -> &TaskHeader {
+        self.inner.callback().header()
+    }
+
+    /// Requests cancellation (asyncio's `cancel()`); false if already done.
+    pub fn cancel(&self) -> bool {
+        self.header().cancel(None)
+    }
+
+    /// Requests cancellation with a message, carried by the
+    /// [`CancelledError`] the task sees.
+    pub fn cancel_with(&self, msg: impl Into<String>) -> bool {
+        self.header().cancel(Some(msg.into()))
+    }
+
+    /// Number of cancellation requests not yet withdrawn with `uncancel`.
+    pub fn cancelling(&self) -> u32 {
+        self.header().cancel_requests.get()
+    }
+
+    /// Withdraws one cancellation request; returns the remaining count.
+    pub fn uncancel(&self) -> u32 {
+        self.header().uncancel()
+    }
+
+    /// True if the task ended cancelled.
+    pub fn cancelled(&self) -> bool {
+        self.header().state.get() == TaskState::Cancelled
+    }
+
+    /// True once the task ended, whichever way.
+    pub fn done(&self) -> bool {
+        self.header().is_done()
+    }
+
+    /// The task's name; `Task-N` unless set.
+    pub fn get_name(&self) -> String {
+        self.header().name()
+    }
+
+    /// Renames the task.
+    pub fn set_name(&self, name: impl Into<String>) {
+        *self.header().name.borrow_mut() = Some(name.into());
+    }
+
+    /// An untyped handle to the same task.
+    pub fn as_ref(&self) -> TaskRef {
+        TaskRef {
+            handle: Handle::from_inner(self.inner.clone() as Rc<HandleInner<dyn Invoke>>),
+        }
+    }
+
+    /// Calls `f` (via `call_soon`) once the task is done, in registration
+    /// order; at once (on the next iteration) if it is already done.
+    pub fn add_done_callback(&self, f: impl FnOnce(&Task<T, E>) + 'static) -> DoneCallbackId {
+        let me = self.clone();
+        self.header().add_done_callback(Box::new(move || f(&me)))
+    }
+
+    /// Removes a done callback not yet scheduled; true if it was there.
+    pub fn remove_done_callback(&self, id: DoneCallbackId) -> bool {
+        self.header().completion.remove_callback(id)
+    }
+
+    /// Moves the outcome out: what awaiting by value returns.
+    pub(crate) fn take_outcome(&self) -> Result<T, TaskError<E>> {
+        self.header().retrieved.set(true);
+        let mut slot = self.inner.callback().outcome().borrow_mut();
+        // A cancellation stays in place (it is `Clone`): the state keeps
+        // saying "cancelled", as asyncio's does; values and exceptions move.
+        if let Outcome::Done(Err(TaskError::Cancelled(c))) = &*slot {
+            return Err(TaskError::Cancelled(c.clone()));
+        }
+        match std::mem::replace(&mut *slot, Outcome::Taken) {
+            Outcome::Done(r) => r,
+            Outcome::Pending => {
+                *slot = Outcome::Pending;
+                Err(TaskError::InvalidState(InvalidStateError::ResultNotSet))
+            }
+            Outcome::Taken => Err(TaskError::InvalidState(InvalidStateError::ResultTaken)),
+        }
+    }
+}
+
+impl<T: Clone + 'static, E: Clone + 'static> Task<T, E> {
+    /// The result (asyncio's `result()`): the value, or the exception /
+    /// cancellation / panic as an error; `Result is not set.` if pending.
+    pub fn result(&self) -> Result<T, TaskError<E>> {
+        self.header().retrieved.set(true);
+        match &*self.inner.callback().outcome().borrow() {
+            Outcome::Done(r) => r.clone(),
+            Outcome::Pending => Err(TaskError::InvalidState(InvalidStateError::ResultNotSet)),
+            Outcome::Taken => Err(TaskError::InvalidState(InvalidStateError::ResultTaken)),
+        }
+    }
+
+    /// The exception (asyncio's `exception()`): `Ok(None)` after a result,
+    /// `Ok(Some(e))` after a failure, `Err` when cancelled or pending.
+    pub fn exception(&self) -> Result<Option<TaskError<E>>, TaskError<E>> {
+        self.header().retrieved.set(true);
+        match &*self.inner.callback().outcome().borrow() {
+            Outcome::Done(Ok(_)) => Ok(None),
+            Outcome::Done(Err(TaskError::Cancelled(c))) => Err(TaskError::Cancelled(c.clone())),
+            Outcome::Done(Err(e)) => Ok(Some(e.clone())),
+            Outcome::Pending => Err(TaskError::InvalidState(InvalidStateError::ExceptionNotSet)),
+            Outcome::Taken => Err(TaskError::InvalidState(InvalidStateError::ResultTaken)),
+        }
+    }
+}
+
+impl<T, E> fmt::Debug for Task<T, E> {
+    /// asyncio's repr: `<Task pending name='Task-3' created at src/main.rs:40>`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        describe_task(self.inner.callback().header(), self.inner.site(), f)
+    }
+}
+
+fn describe_task(h: &TaskHeader, site: &Location<'_>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let state = match h.state.get() {
+        TaskState::Pending | TaskState::Running if h.must_cancel.get() => "cancelling",
+        TaskState::Pending | TaskState::Running => "pending",
+        TaskState::Finished => "finished",
+        TaskState::Failed => "finished (failed)",
+        TaskState::Cancelled => "cancelled",
+    };
+    write!(
+        f,
+        "<Task {state} name='{}' created at {}:{}>",
+        h.name(),
+        site.file(),
+        site.line()
+    )
+}
+
+impl TaskRef {
+    fn header(&self) -> &TaskHeader {
+        self.handle
+            .task_header()
+            .expect("a TaskRef always holds a task")
+    }
+    /// See [`Task::cancel`].
+    pub fn cancel(&self) -> bool {
+        self.header().cancel(None)
+    }
+    /// See [`Task::cancel_with`].
+    pub fn cancel_with(&self, msg: impl Into<String>) -> bool {
+        self.header().cancel(Some(msg.into()))
+    }
+    /// See [`Task::cancelling`].
+    pub fn cancelling(&self) -> u32 {
+        self.header().cancel_requests.get()
+    }
+    /// See [`Task::uncancel`].
+    pub fn uncancel(&self) -> u32 {
+        self.header().uncancel()
+    }
+    /// See [`Task::done`].
+    pub fn done(&self) -> bool {
+        self.header().is_done()
+    }
+    /// See [`Task::cancelled`].
+    pub fn cancelled(&self) -> bool {
+        self.header().state.get() == TaskState::Cancelled
+    }
+    /// See [`Task::get_name`].
+    pub fn get_name(&self) -> String {
+        self.header().name()
+    }
+    /// See [`Task::set_name`].
+    pub fn set_name(&self, name: impl Into<String>) {
+        *self.header().name.borrow_mut() = Some(name.into());
+    }
+    /// Number of `Waker`s of this task alive anywhere (clones held by
+    /// timers, foreign futures, other threads): when it is zero and the task
+    /// waits on nothing of aioloop's, nothing can ever wake it.
+    pub fn waker_count(&self) -> usize {
+        crate::task_slab::live_wakers(&self.header().waker_data)
+    }
+
+    /// Waits until the task is done, whichever way, without retrieving its
+    /// outcome (what `asyncio.run` does with leftover tasks).
+    pub fn wait_done(&self) -> WaitDone<'_> {
+        WaitDone {
+            header: self.header(),
+            key: None,
+        }
+    }
+}
+
+impl fmt::Debug for TaskRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        describe_task(self.header(), self.handle.source_location(), f)
+    }
+}
+
+/// Registers the current context on a task's waiter list until it is done.
+fn poll_task_done(
+    h: &TaskHeader,
+    key: &mut Option<WaiterKey>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(), CancelledError>> {
+    if let Some(c) = take_cancel_request() {
+        if let Some(k) = key.take() {
+            h.completion.waiters.unregister(k);
+        }
+        return Poll::Ready(Err(c));
+    }
+    if h.is_done() {
+        *key = None;
+        return Poll::Ready(Ok(()));
+    }
+    let Some(core) = h.core.upgrade() else {
+        return Poll::Pending;
+    };
+    *key = Some(h.completion.waiters.register(*key, cx, &core.remote));
+    Poll::Pending
+}
+
+/// The future of [`TaskRef::wait_done`].
+pub struct WaitDone<'a> {
+    header: &'a TaskHeader,
+    key: Option<WaiterKey>,
+}
+
+impl StdFuture for WaitDone<'_> {
+    type Output = Result<(), CancelledError>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        poll_task_done(this.header, &mut this.key, cx)
+    }
+}
+
+impl Drop for WaitDone<'_> {
+    fn drop(&mut self) {
+        if let Some(k) = self.key.take() {
+            self.header.completion.waiters.unregister(k);
+        }
+    }
+}
+
+/// The future of awaiting a [`Task`]: a cancellation point. Cancelling the
+/// awaiting task cancels the awaited one too, as asyncio does.
+pub struct TaskWait<T: 'static, E: 'static, H: AsTask<T, E>> {
+    task: H,
+    key: Option<WaiterKey>,
+    _out: PhantomData<fn() -> (T, E)>,
+}
+
+/// How a [`TaskWait`] gets its task: owned, or borrowed.
+pub trait AsTask<T, E> {
+    /// The task.
+    fn task(&self) -> &Task<T, E>;
+    /// Produces the outcome once the task is done.
+    fn outcome(&self) -> Result<T, TaskError<E>>;
+}
+
+impl<T: 'static, E: 'static> AsTask<T, E> for Task<T, E> {
+    fn task(&self) -> &Task<T, E> {
+        self
+    }
+    fn outcome(&self) -> Result<T, TaskError<E>> {
+        self.take_outcome()
+    }
+}
+
+impl<T: Clone + 'static, E: Clone + 'static> AsTask<T, E> for &Task<T, E> {
+    fn task(&self) -> &Task<T, E> {
+        self
+    }
+    fn outcome(&self) -> Result<T, TaskError<E>> {
+        self.result()
+    }
+}
+
+impl<T: 'static, E: 'static, H: AsTask<T, E> + Unpin> StdFuture for TaskWait<T, E, H> {
+    type Output = Result<T, TaskError<E>>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let task = this.task.task();
+        let h = task.header();
+        if h.is_done() {
+            if let Some(k) = this.key.take() {
+                h.completion.waiters.unregister(k);
+            }
+            return Poll::Ready(this.task.outcome());
+        }
+        if let Some(c) = take_cancel_request() {
+            // asyncio cancels the awaited task with the awaiting one.
+            h.cancel(c.message().map(str::to_owned));
+            if let Some(k) = this.key.take() {
+                h.completion.waiters.unregister(k);
+            }
+            return Poll::Ready(Err(TaskError::Cancelled(c)));
+        }
+        match poll_task_done(h, &mut this.key, cx) {
+            Poll::Ready(_) => Poll::Ready(this.task.outcome()),
+            Poll::Pending => {
+                set_fut_waiter(FutWaiter::Task(h.id));
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<T: 'static, E: 'static, H: AsTask<T, E>> Drop for TaskWait<T, E, H> {
+    fn drop(&mut self) {
+        if let Some(k) = self.key.take() {
+            self.task.task().header().completion.waiters.unregister(k);
+        }
+    }
+}
+
+impl<T: 'static, E: 'static> IntoFuture for Task<T, E> {
+    type Output = Result<T, TaskError<E>>;
+    type IntoFuture = TaskWait<T, E, Task<T, E>>;
+    fn into_future(self) -> Self::IntoFuture {
+        TaskWait {
+            task: self,
+            key: None,
+            _out: PhantomData,
+        }
+    }
+}
+
+impl<'a, T: Clone + 'static, E: Clone + 'static> IntoFuture for &'a Task<T, E> {
+    type Output = Result<T, TaskError<E>>;
+    type IntoFuture = TaskWait<T, E, &'a Task<T, E>>;
+    fn into_future(self) -> Self::IntoFuture {
+        TaskWait {
+            task: self,
+            key: None,
+            _out: PhantomData,
+        }
+    }
+}
+
+impl<E: Exception> Exception for Box<TaskError<E>> {
+    fn as_cancelled(&self) -> Option<&CancelledError> {
+        (**self).as_cancelled()
+    }
+}

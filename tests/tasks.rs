@@ -1,0 +1,279 @@
+//! Tasks: creation, results, exceptions, names, done callbacks, wakers.
+
+mod util;
+
+use std::cell::Cell;
+use std::future::Future as StdFuture;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use aioloop::{
+    all_tasks, create_task, current_task, sleep, CancelledError, EventLoop, LoopError, TaskError,
+};
+use util::{stopper, Recorder};
+
+#[test]
+fn a_task_starts_on_a_later_iteration_not_inline() {
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let rec = Recorder::new();
+    let r = rec.clone();
+    let t = lp.create_task(async move { r.push("task body") }).unwrap();
+    rec.push("after create_task");
+    let r = rec.clone();
+    lp.call_soon(move || r.push("callback scheduled after"))
+        .unwrap();
+    lp.run_until_complete(async move { t.await.unwrap() })
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        rec.take(),
+        ["after create_task", "task body", "callback scheduled after"]
+    );
+}
+
+#[test]
+fn results_exceptions_and_panics_are_asyncios_three_endings() {
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let ok = lp.create_task(async { Ok::<_, String>(5) }).unwrap();
+    let failed = lp
+        .create_task(async { Err::<i32, _>("bad".to_owned()) })
+        .unwrap();
+    let panicked = lp
+        .create_task(async {
+            panic!("boom");
+            #[allow(unreachable_code)]
+            Ok::<i32, String>(0)
+        })
+        .unwrap();
+    lp.run_until_complete(sleep(Duration::from_secs(1)))
+        .unwrap()
+        .unwrap();
+    assert!(
+        ok.done() && failed.done() && panicked.done(),
+        "the loop went on"
+    );
+    assert_eq!(ok.result().unwrap(), 5);
+    assert_eq!(ok.exception().unwrap().map(|_| ()), None);
+    assert!(matches!(failed.result(), Err(TaskError::Exception(ref e)) if e == "bad"));
+    assert!(matches!(failed.exception(), Ok(Some(TaskError::Exception(ref e))) if e == "bad"));
+    match panicked.result() {
+        Err(TaskError::Panicked(p)) => assert_eq!(p.message(), "boom"),
+        other => panic!("{other:?}"),
+    }
+    assert!(!failed.cancelled() && !panicked.cancelled());
+}
+
+#[test]
+fn result_of_a_pending_task_is_not_set() {
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let t = lp.create_task(async { 1u8 }).unwrap();
+    assert!(
+        matches!(t.result(), Err(TaskError::InvalidState(ref e)) if e.to_string() == "Result is not set.")
+    );
+}
+
+#[test]
+fn names_default_to_task_n_and_can_be_set() {
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let a = lp.create_task(async {}).unwrap();
+    let b = lp.create_task(async {}).unwrap();
+    let na: u64 = a.get_name().strip_prefix("Task-").unwrap().parse().unwrap();
+    let nb: u64 = b.get_name().strip_prefix("Task-").unwrap().parse().unwrap();
+    assert!(nb > na, "numbered in creation order");
+    b.set_name("worker");
+    assert_eq!(b.get_name(), "worker");
+    assert!(format!("{b:?}").starts_with("<Task pending name='worker' created at tests/tasks.rs:"));
+}
+
+#[test]
+fn current_task_and_all_tasks() {
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    assert!(current_task().is_none());
+    let out = lp
+        .run_until_complete(async {
+            let me = current_task().unwrap();
+            me.set_name("main");
+            let other = create_task(sleep(Duration::from_secs(1))).unwrap();
+            other.set_name("sleeper");
+            let mut names: Vec<String> = all_tasks().iter().map(|t| t.get_name()).collect();
+            names.sort();
+            other.await.unwrap();
+            let after = all_tasks().len();
+            (names, after)
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.0, ["main", "sleeper"]);
+    assert_eq!(out.1, 1, "a done task leaves all_tasks");
+}
+
+#[test]
+fn dropping_every_handle_does_not_cancel_the_task() {
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let ran = Rc::new(Cell::new(false));
+    let r = ran.clone();
+    drop(
+        lp.create_task(async move {
+            sleep(Duration::from_secs(1)).await.unwrap();
+            r.set(true);
+        })
+        .unwrap(),
+    );
+    lp.run_until_complete(sleep(Duration::from_secs(2)))
+        .unwrap()
+        .unwrap();
+    assert!(ran.get());
+}
+
+#[test]
+fn a_task_awaits_another_and_done_callbacks_run_in_order() {
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let rec = Recorder::new();
+    let inner = lp
+        .create_task(async {
+            sleep(Duration::from_secs(1)).await?;
+            Ok::<_, CancelledError>("inner result")
+        })
+        .unwrap();
+    for i in 0..3 {
+        let r = rec.clone();
+        inner.add_done_callback(move |t| r.push((i, t.result().unwrap())));
+    }
+    let i2 = inner.clone();
+    let got = lp
+        .run_until_complete(async move { (&i2).await })
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, "inner result");
+    lp.call_soon(stopper(&lp)).unwrap();
+    lp.run_forever().unwrap();
+    assert_eq!(
+        rec.take(),
+        [
+            (0, "inner result"),
+            (1, "inner result"),
+            (2, "inner result")
+        ]
+    );
+}
+
+#[test]
+fn sleep_zero_yields_exactly_once() {
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let rec = Recorder::new();
+    for name in ["a", "b"] {
+        let r = rec.clone();
+        lp.create_task(async move {
+            for i in 0..3 {
+                r.push(format!("{name}{i}"));
+                sleep(Duration::ZERO).await.unwrap();
+            }
+        })
+        .unwrap();
+    }
+    lp.run_until_complete(sleep(Duration::from_millis(1)))
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec.take(), ["a0", "b0", "a1", "b1", "a2", "b2"]);
+    assert_eq!(lp.time(), 0.001, "no timer involved in sleep(0)");
+}
+
+/// A foreign future whose waker goes to another thread and is woken there.
+struct WokenElsewhere {
+    sent: bool,
+    done: Rc<Cell<bool>>,
+    flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StdFuture for WokenElsewhere {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.flag.load(std::sync::atomic::Ordering::Acquire) {
+            self.done.set(true);
+            return Poll::Ready(());
+        }
+        if !self.sent {
+            self.sent = true;
+            let w: Waker = cx.waker().clone();
+            let flag = self.flag.clone();
+            std::thread::spawn(move || {
+                flag.store(true, std::sync::atomic::Ordering::Release);
+                w.wake();
+            });
+        }
+        Poll::Pending
+    }
+}
+
+#[test]
+fn a_waker_moved_to_another_thread_wakes_its_task() {
+    // The loop blocks in epoll (no timers, nothing ready); only the remote
+    // wake through the injection queue and the reactor's waker can end it.
+    let lp = EventLoop::new().unwrap();
+    let done = Rc::new(Cell::new(false));
+    let fut = WokenElsewhere {
+        sent: false,
+        done: done.clone(),
+        flag: Default::default(),
+    };
+    lp.run_until_complete(fut).unwrap().unwrap();
+    assert!(done.get());
+}
+
+#[test]
+fn run_until_complete_returns_failures_and_stops_the_loop() {
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let r = lp
+        .run_until_complete(async { Err::<(), _>("nope".to_owned()) })
+        .unwrap();
+    assert!(matches!(r, Err(TaskError::Exception(ref e)) if e == "nope"));
+    assert!(!lp.is_running());
+    let r = lp
+        .run_until_complete(async {
+            panic!("inside");
+            #[allow(unreachable_code)]
+            ()
+        })
+        .unwrap();
+    assert!(matches!(r, Err(TaskError::Panicked(_))));
+}
+
+#[test]
+fn run_until_complete_stopped_early_says_so() {
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    lp.call_soon(stopper(&lp)).unwrap();
+    let err = lp
+        .run_until_complete(sleep(Duration::from_secs(5)))
+        .unwrap_err();
+    assert!(matches!(err, LoopError::StoppedBeforeComplete));
+    assert_eq!(
+        err.to_string(),
+        "Event loop stopped before Future completed."
+    );
+}
+
+#[test]
+fn create_task_outside_a_running_loop_is_refused() {
+    let err = create_task(async {}).unwrap_err();
+    assert_eq!(err.to_string(), "no running event loop");
+}
+
+#[test]
+fn closing_a_loop_drops_pending_tasks_and_their_futures() {
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let witness = Rc::new(());
+    let w = witness.clone();
+    lp.create_task(async move {
+        let _keep = w;
+        sleep(Duration::from_secs(100)).await.unwrap();
+    })
+    .unwrap();
+    lp.run_until_complete(sleep(Duration::from_secs(1)))
+        .unwrap()
+        .unwrap();
+    assert_eq!(Rc::strong_count(&witness), 2);
+    lp.close().unwrap();
+    assert_eq!(Rc::strong_count(&witness), 1);
+}

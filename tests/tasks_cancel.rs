@@ -1,0 +1,213 @@
+//! asyncio's cancellation model, rule by rule.
+
+mod util;
+
+use std::cell::Cell;
+use std::future::Future as StdFuture;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use aioloop::{current_task, sleep, CancelledError, EventLoop, TaskError};
+use util::Recorder;
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+#[test]
+fn cancel_before_the_first_step_never_runs_the_body() {
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let ran = Rc::new(Cell::new(false));
+    let r = ran.clone();
+    let t = lp.create_task(async move { r.set(true) }).unwrap();
+    assert!(t.cancel());
+    let out = lp.run_until_complete(async move { t.await }).unwrap();
+    assert!(matches!(out, Err(TaskError::Cancelled(_))));
+    assert!(!ran.get());
+}
+
+#[test]
+fn cancel_while_sleeping_delivers_cancelled_error_at_the_sleep() {
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let rec = Recorder::new();
+    let r = rec.clone();
+    let t = lp
+        .create_task(async move {
+            r.push("before".to_owned());
+            let res = sleep(secs(3600)).await;
+            r.push(format!("sleep returned {res:?}"));
+            res?;
+            r.push("never".to_owned());
+            Ok::<_, CancelledError>(())
+        })
+        .unwrap();
+    let t2 = t.clone();
+    lp.call_later(secs(1), move || assert!(t2.cancel_with("stop it")))
+        .unwrap();
+    let out = lp.run_until_complete(async move { t.await }).unwrap();
+    match out {
+        Err(TaskError::Cancelled(c)) => assert_eq!(c.message(), Some("stop it")),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        rec.take(),
+        [
+            "before",
+            "sleep returned Err(CancelledError { msg: Some(\"stop it\") })"
+        ]
+    );
+    assert_eq!(lp.time(), 1.0, "the hour-long sleep ended at the cancel");
+    assert_eq!(lp.scheduled_timers(), 0, "its timer left the wheel");
+}
+
+#[test]
+fn cancel_twice_counts_two_requests_and_a_done_task_refuses() {
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let t = lp.create_task(sleep(secs(10))).unwrap();
+    lp.run_until_complete(sleep(secs(1))).unwrap().unwrap();
+    assert!(t.cancel_with("m1"));
+    assert_eq!(t.cancelling(), 1);
+    assert!(t.cancel());
+    assert_eq!(t.cancelling(), 2);
+    let t2 = t.clone();
+    let out = lp.run_until_complete(async move { t2.await }).unwrap();
+    assert!(out.is_err());
+    assert!(t.cancelled());
+    assert!(!t.cancel(), "cancel on a done task returns false");
+    assert_eq!(t.cancelling(), 2);
+}
+
+#[test]
+fn a_coroutine_may_catch_the_cancellation_and_finish_normally() {
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let rec = Recorder::new();
+    let r = rec.clone();
+    let t = lp
+        .create_task(async move {
+            if let Err(c) = sleep(secs(10)).await {
+                r.push(format!(
+                    "caught: {c}, cancelling={}",
+                    current_task().unwrap().cancelling()
+                ));
+            }
+            sleep(Duration::ZERO).await.unwrap(); // no second cancellation
+            "finished normally"
+        })
+        .unwrap();
+    let t2 = t.clone();
+    lp.call_later(secs(1), move || {
+        t2.cancel();
+    })
+    .unwrap();
+    let out = lp.run_until_complete(async move { t.await }).unwrap();
+    assert_eq!(out.unwrap(), "finished normally");
+    assert_eq!(rec.take(), ["caught: cancelled, cancelling=1"]);
+}
+
+#[test]
+fn uncancel_withdraws_a_request() {
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let t = lp.create_task(sleep(secs(10))).unwrap();
+    lp.run_until_complete(sleep(secs(1))).unwrap().unwrap();
+    t.cancel();
+    t.cancel();
+    assert_eq!(t.uncancel(), 1);
+    assert_eq!(t.uncancel(), 0);
+    assert_eq!(t.uncancel(), 0, "never below zero");
+}
+
+#[test]
+fn cancelling_a_task_that_awaits_another_cancels_the_inner_one_too() {
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let inner = lp.create_task(sleep(secs(10))).unwrap();
+    let i2 = inner.clone();
+    let outer = lp.create_task(async move { i2.await }).unwrap();
+    let o2 = outer.clone();
+    lp.call_later(secs(1), move || {
+        o2.cancel_with("from above");
+    })
+    .unwrap();
+    let o3 = outer.clone();
+    let out = lp.run_until_complete(async move { o3.await }).unwrap();
+    assert!(
+        matches!(out, Err(TaskError::Cancelled(ref c)) if c.message() == Some("from above")),
+        "{out:?}"
+    );
+    assert!(inner.cancelled(), "asyncio cancels the awaited task");
+    assert!(outer.cancelled());
+}
+
+/// A future that is no cancellation point, and records being dropped.
+struct Foreign(Rc<Cell<bool>>);
+impl StdFuture for Foreign {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        Poll::Pending
+    }
+}
+impl Drop for Foreign {
+    fn drop(&mut self) {
+        self.0.set(true);
+    }
+}
+
+#[test]
+fn a_task_parked_on_a_foreign_future_is_cancelled_by_dropping_it() {
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let dropped = Rc::new(Cell::new(false));
+    let t = lp.create_task(Foreign(dropped.clone())).unwrap();
+    lp.run_until_complete(sleep(secs(1))).unwrap().unwrap();
+    assert!(!dropped.get(), "parked, not dropped");
+    t.cancel();
+    let t2 = t.clone();
+    let out = lp.run_until_complete(async move { t2.await }).unwrap();
+    assert!(matches!(out, Err(TaskError::Cancelled(_))));
+    assert!(dropped.get(), "the destructor ran: Rust's `finally`");
+}
+
+#[test]
+fn a_task_that_cancels_itself_and_returns_ends_cancelled() {
+    // asyncio's `_must_cancel` at StopIteration.
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let t = lp
+        .create_task(async {
+            current_task().unwrap().cancel();
+            42
+        })
+        .unwrap();
+    let t2 = t.clone();
+    let out = lp.run_until_complete(async move { t2.await }).unwrap();
+    assert!(matches!(out, Err(TaskError::Cancelled(_))));
+    assert!(t.cancelled());
+}
+
+#[test]
+fn cleanup_after_a_caught_cancellation_can_still_await() {
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let rec = Recorder::new();
+    let r = rec.clone();
+    let t = lp
+        .create_task(async move {
+            match sleep(secs(100)).await {
+                Ok(()) => Ok(()),
+                Err(c) => {
+                    r.push("cleaning up");
+                    sleep(secs(2)).await.unwrap(); // an await inside `finally`
+                    r.push("cleaned up");
+                    Err(c)
+                }
+            }
+        })
+        .unwrap();
+    let t2 = t.clone();
+    lp.call_later(secs(1), move || {
+        t2.cancel();
+    })
+    .unwrap();
+    let out = lp.run_until_complete(async move { t.await }).unwrap();
+    assert!(matches!(out, Err(TaskError::Cancelled(_))));
+    assert_eq!(rec.take(), ["cleaning up", "cleaned up"]);
+    assert_eq!(lp.time(), 3.0);
+}

@@ -112,6 +112,12 @@ impl From<io::Error> for LoopError {
 /// assert_eq!(err.message(), "boom");
 /// ```
 pub struct PanicError {
+    // One pointer: a task's outcome slot holds this inline, so its size is
+    // every task's size.
+    inner: Box<PanicInner>,
+}
+
+struct PanicInner {
     message: String,
     payload: Box<dyn Any + Send>,
 }
@@ -126,31 +132,33 @@ impl PanicError {
         } else {
             "<non-string panic payload>".to_owned()
         };
-        PanicError { message, payload }
+        PanicError {
+            inner: Box::new(PanicInner { message, payload }),
+        }
     }
 
     /// The panic message.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.inner.message
     }
 
     /// Gives back the original payload, for `std::panic::resume_unwind`.
     pub fn into_payload(self) -> Box<dyn Any + Send> {
-        self.payload
+        self.inner.payload
     }
 }
 
 impl fmt::Debug for PanicError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PanicError")
-            .field("message", &self.message)
+            .field("message", &self.inner.message)
             .finish()
     }
 }
 
 impl fmt::Display for PanicError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "panicked: {}", self.message)
+        write!(f, "panicked: {}", self.inner.message)
     }
 }
 
@@ -160,9 +168,12 @@ impl Clone for PanicError {
     /// A clone keeps the message; the payload (a `Box<dyn Any>`, which cannot
     /// be cloned) becomes the message as a `String`.
     fn clone(&self) -> Self {
+        let message = self.inner.message.clone();
         PanicError {
-            message: self.message.clone(),
-            payload: Box::new(self.message.clone()),
+            inner: Box::new(PanicInner {
+                payload: Box::new(message.clone()),
+                message,
+            }),
         }
     }
 }
@@ -180,13 +191,15 @@ impl Clone for PanicError {
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CancelledError {
-    msg: Option<String>,
+    msg: Option<Box<str>>,
 }
 
 impl CancelledError {
     /// A cancellation, with the message given to `cancel` if any.
     pub fn new(msg: Option<String>) -> Self {
-        CancelledError { msg }
+        CancelledError {
+            msg: msg.map(String::into_boxed_str),
+        }
     }
 
     /// The message given to `cancel(msg)`, as asyncio's `e.args[0]`.

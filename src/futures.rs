@@ -294,19 +294,14 @@ impl<T: 'static, E: 'static, H: AsFuture<T, E> + Unpin> StdFuture for FutureWait
         }
         if fut.done() {
             if let Some(k) = this.key.take() {
-                fut.inner.completion.waiters.unregister(k);
+                fut.inner.completion.unregister(k);
             }
             return Poll::Ready(this.fut.outcome());
         }
         let Some(core) = fut.inner.core.upgrade() else {
             return Poll::Pending;
         };
-        this.key = Some(
-            fut.inner
-                .completion
-                .waiters
-                .register(this.key, cx, &core.remote),
-        );
+        this.key = Some(fut.inner.completion.register(this.key, cx, &core.remote));
         let target: Rc<dyn CancelTarget> = fut.inner.clone();
         set_fut_waiter(FutWaiter::Future(Rc::downgrade(&target)));
         Poll::Pending
@@ -316,7 +311,7 @@ impl<T: 'static, E: 'static, H: AsFuture<T, E> + Unpin> StdFuture for FutureWait
 impl<T: 'static, E: 'static, H: AsFuture<T, E>> Drop for FutureWait<T, E, H> {
     fn drop(&mut self) {
         if let Some(k) = self.key.take() {
-            self.fut.future().inner.completion.waiters.unregister(k);
+            self.fut.future().inner.completion.unregister(k);
         }
     }
 }

@@ -65,7 +65,7 @@ use crate::event_loop::handle::{HandleInner, Invoke};
 use crate::event_loop::{Handle, LoopCore, LoopRef};
 use crate::task_slab::{waker_for, TaskId, WakerData};
 pub use crate::waiters::DoneCallbackId;
-use crate::waiters::{Completion, Waiter, WaiterKey};
+use crate::waiters::{Completion, Entry, Waiter, WaiterKey};
 
 /// asyncio numbers tasks per process: `Task-1`, `Task-2`, ...
 static TASK_COUNTER: AtomicU64 = AtomicU64::new(1);
@@ -109,6 +109,13 @@ pub(crate) enum FutWaiter {
     Task(TaskId),
 }
 
+/// The fields most tasks never use.
+#[derive(Default)]
+struct TaskExtra {
+    name: Option<String>,
+    cancel_msg: Option<String>,
+}
+
 /// The type-independent part of a task.
 pub(crate) struct TaskHeader {
     pub(crate) id: TaskId,
@@ -120,10 +127,10 @@ pub(crate) struct TaskHeader {
     started: Cell<bool>,
     must_cancel: Cell<bool>,
     cancel_requests: Cell<u32>,
-    cancel_msg: RefCell<Option<String>>,
-    name: RefCell<Option<String>>,
+    /// Rarely used fields, allocated on first use.
+    extra: RefCell<Option<Box<TaskExtra>>>,
     completion: Completion,
-    fut_waiter: RefCell<Option<FutWaiter>>,
+    fut_waiter: Cell<Option<FutWaiter>>,
     /// Set once someone looked at the outcome (await, result, exception).
     pub(crate) retrieved: Cell<bool>,
 }
@@ -134,8 +141,8 @@ impl TaskHeader {
     }
 
     fn name(&self) -> String {
-        match &*self.name.borrow() {
-            Some(n) => n.clone(),
+        match self.extra.borrow().as_ref().and_then(|x| x.name.clone()) {
+            Some(n) => n,
             None => format!("Task-{}", self.number),
         }
     }
@@ -146,8 +153,10 @@ impl TaskHeader {
             return false;
         }
         self.cancel_requests.set(self.cancel_requests.get() + 1);
-        *self.cancel_msg.borrow_mut() = msg.clone();
-        let waiter = self.fut_waiter.borrow_mut().take();
+        if msg.is_some() || self.extra.borrow().is_some() {
+            self.extra_mut(|x| x.cancel_msg = msg.clone());
+        }
+        let waiter = self.fut_waiter.take();
         let core = self.core.upgrade();
         let cancelled_target = match waiter {
             Some(FutWaiter::Future(w)) => w.upgrade().is_some_and(|w| w.cancel_target(msg)),
@@ -172,6 +181,14 @@ impl TaskHeader {
         true
     }
 
+    fn extra_mut(&self, f: impl FnOnce(&mut TaskExtra)) {
+        f(self.extra.borrow_mut().get_or_insert_with(Default::default))
+    }
+
+    fn set_name(&self, name: String) {
+        self.extra_mut(|x| x.name = Some(name));
+    }
+
     fn uncancel(&self) -> u32 {
         let n = self.cancel_requests.get().saturating_sub(1);
         self.cancel_requests.set(n);
@@ -182,7 +199,12 @@ impl TaskHeader {
     }
 
     fn cancelled_error(&self) -> CancelledError {
-        CancelledError::new(self.cancel_msg.borrow().clone())
+        CancelledError::new(
+            self.extra
+                .borrow()
+                .as_ref()
+                .and_then(|x| x.cancel_msg.clone()),
+        )
     }
 
     fn add_done_callback(&self, f: Box<dyn FnOnce()>) -> DoneCallbackId {
@@ -198,7 +220,7 @@ impl TaskHeader {
     /// schedule the done callbacks (never inline, in registration order).
     fn complete(&self, state: TaskState) {
         self.state.set(state);
-        self.fut_waiter.replace(None);
+        self.fut_waiter.set(None);
         let Some(core) = self.core.upgrade() else {
             return;
         };
@@ -211,17 +233,20 @@ impl TaskHeader {
 /// Wakes the waiters and schedules the done callbacks of something that
 /// just completed.
 pub(crate) fn fire_completion(core: &Rc<LoopCore>, completion: &Completion) {
-    let (waiters, callbacks) = completion.take();
-    for w in waiters {
-        match w {
-            Waiter::Task(id) => core.schedule_task(id),
-            Waiter::Waker(w) => w.wake(),
-        }
+    let entries = completion.take();
+    if entries.is_empty() {
+        return;
     }
     let lp = LoopRef::from_core(core.clone());
-    for f in callbacks {
-        // On a closed loop the callback cannot run; it is dropped here.
-        let _ = lp.call_soon(f);
+    for entry in entries {
+        match entry {
+            Entry::Waiter(Waiter::Task(id)) => core.schedule_task(id),
+            Entry::Waiter(Waiter::Waker(w)) => w.wake(),
+            // On a closed loop the callback cannot run; it is dropped here.
+            Entry::Callback(f) => {
+                let _ = lp.call_soon(f);
+            }
+        }
     }
 }
 
@@ -291,7 +316,7 @@ where
             return;
         }
         h.started.set(true);
-        h.fut_waiter.replace(None);
+        h.fut_waiter.set(None);
         h.state.set(TaskState::Running);
         let _current = CurrentTask::enter(h);
         let waker = waker_for(&h.waker_data);
@@ -421,7 +446,7 @@ pub(crate) fn take_cancel_request() -> Option<CancelledError> {
 
 /// Records what the current task is parked on, for `cancel` to cancel.
 pub(crate) fn set_fut_waiter(target: FutWaiter) {
-    with_current(|h| *h.fut_waiter.borrow_mut() = Some(target));
+    with_current(|h| h.fut_waiter.set(Some(target)));
 }
 
 /// The current task's id and its loop's remote, if in a task step.
@@ -497,10 +522,9 @@ impl LoopRef {
                         started: Cell::new(false),
                         must_cancel: Cell::new(false),
                         cancel_requests: Cell::new(0),
-                        cancel_msg: RefCell::new(None),
-                        name: RefCell::new(None),
+                        extra: RefCell::new(None),
                         completion: Completion::default(),
-                        fut_waiter: RefCell::new(None),
+                        fut_waiter: Cell::new(None),
                         retrieved: Cell::new(false),
                     },
                     future: RefCell::new(Some(fut)),
@@ -600,7 +624,7 @@ impl<T: 'static, E: 'static> Task<T, E> {
 
     /// Renames the task.
     pub fn set_name(&self, name: impl Into<String>) {
-        *self.header().name.borrow_mut() = Some(name.into());
+        self.header().set_name(name.into());
     }
 
     /// An untyped handle to the same task.
@@ -728,7 +752,7 @@ impl TaskRef {
     }
     /// See [`Task::set_name`].
     pub fn set_name(&self, name: impl Into<String>) {
-        *self.header().name.borrow_mut() = Some(name.into());
+        self.header().set_name(name.into());
     }
     /// Number of `Waker`s of this task alive anywhere (clones held by
     /// timers, foreign futures, other threads): when it is zero and the task
@@ -761,7 +785,7 @@ fn poll_task_done(
 ) -> Poll<Result<(), CancelledError>> {
     if let Some(c) = take_cancel_request() {
         if let Some(k) = key.take() {
-            h.completion.waiters.unregister(k);
+            h.completion.unregister(k);
         }
         return Poll::Ready(Err(c));
     }
@@ -772,7 +796,7 @@ fn poll_task_done(
     let Some(core) = h.core.upgrade() else {
         return Poll::Pending;
     };
-    *key = Some(h.completion.waiters.register(*key, cx, &core.remote));
+    *key = Some(h.completion.register(*key, cx, &core.remote));
     Poll::Pending
 }
 
@@ -793,7 +817,7 @@ impl StdFuture for WaitDone<'_> {
 impl Drop for WaitDone<'_> {
     fn drop(&mut self) {
         if let Some(k) = self.key.take() {
-            self.header.completion.waiters.unregister(k);
+            self.header.completion.unregister(k);
         }
     }
 }
@@ -840,7 +864,7 @@ impl<T: 'static, E: 'static, H: AsTask<T, E> + Unpin> StdFuture for TaskWait<T, 
         let h = task.header();
         if h.is_done() {
             if let Some(k) = this.key.take() {
-                h.completion.waiters.unregister(k);
+                h.completion.unregister(k);
             }
             return Poll::Ready(this.task.outcome());
         }
@@ -848,7 +872,7 @@ impl<T: 'static, E: 'static, H: AsTask<T, E> + Unpin> StdFuture for TaskWait<T, 
             // asyncio cancels the awaited task with the awaiting one.
             h.cancel(c.message().map(str::to_owned));
             if let Some(k) = this.key.take() {
-                h.completion.waiters.unregister(k);
+                h.completion.unregister(k);
             }
             return Poll::Ready(Err(TaskError::Cancelled(c)));
         }
@@ -865,7 +889,7 @@ impl<T: 'static, E: 'static, H: AsTask<T, E> + Unpin> StdFuture for TaskWait<T, 
 impl<T: 'static, E: 'static, H: AsTask<T, E>> Drop for TaskWait<T, E, H> {
     fn drop(&mut self) {
         if let Some(k) = self.key.take() {
-            self.task.task().header().completion.waiters.unregister(k);
+            self.task.task().header().completion.unregister(k);
         }
     }
 }
@@ -897,5 +921,30 @@ impl<'a, T: Clone + 'static, E: Clone + 'static> IntoFuture for &'a Task<T, E> {
 impl<E: Exception> Exception for Box<TaskError<E>> {
     fn as_cancelled(&self) -> Option<&CancelledError> {
         (**self).as_cancelled()
+    }
+}
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn sizes() {
+        use super::*;
+        async fn parked(f: crate::futures::Future<()>) {
+            let _ = f.await;
+        }
+        type F = std::pin::Pin<Box<dyn StdFuture<Output = ()>>>;
+        eprintln!("TaskHeader {}", std::mem::size_of::<TaskHeader>());
+        eprintln!("Completion {}", std::mem::size_of::<Completion>());
+        eprintln!(
+            "TaskCell<Box> {}",
+            std::mem::size_of::<HandleInner<TaskCell<F>>>()
+        );
+        let lp = crate::EventLoop::new().unwrap();
+        let fut = parked(lp.create_future());
+        eprintln!("parked future {}", std::mem::size_of_val(&fut));
+        eprintln!(
+            "outcome {}",
+            std::mem::size_of::<RefCell<Outcome<(), Infallible>>>()
+        );
+        eprintln!("WakerData {}", std::mem::size_of::<WakerData>());
     }
 }

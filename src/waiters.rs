@@ -1,21 +1,23 @@
-//! Waiter lists: who is waiting on an aioloop primitive.
+//! Who waits on an aioloop primitive, and what runs when it completes.
 //!
-//! asyncio keeps, per future, a list of done callbacks, and an awaiting task
-//! is just one of them (`Task.__wakeup`); its locks and queues keep deques of
-//! futures. aioloop has one machinery for all of them: a [`WaiterList`] of
-//! entries that are either an aioloop **task id** — when the waker polling
-//! the primitive is the awaiting task's own — or a plain [`Waker`] — for any
-//! other context (a `FuturesUnordered` child waker, a foreign executor).
-//! Keeping the id instead of a waker clone avoids two atomic operations per
-//! wait, and tells the diagnostics exactly which task waits where.
+//! asyncio keeps, per future, one list of done callbacks, and an awaiting
+//! task is just one of them (`Task.__wakeup`). aioloop keeps the same single
+//! ordered list, [`Completion`], whose entries are done callbacks or
+//! waiters; a waiter is an aioloop **task id** when the waker polling the
+//! primitive is the awaiting task's own, or a plain [`Waker`] for any other
+//! context (a `FuturesUnordered` child waker, a foreign executor). Keeping
+//! the id instead of a waker clone avoids two atomic operations per wait, and
+//! tells the diagnostics exactly which task waits where.
 //!
 //! # Invariants
 //!
 //! - An awaitable registers at most one entry at a time (it keeps the key
 //!   and updates the entry in place on a re-poll) and removes it when
 //!   dropped, so a cancelled or abandoned wait leaves nothing behind.
-//! - Waking drains the list first and wakes afterwards, so a woken waiter
-//!   that re-registers lands in the new list, not the one being drained.
+//! - Completing takes the whole list out first and then wakes and
+//!   schedules, in registration order, so an entry added meanwhile lands in
+//!   the new list, not the one being drained.
+//! - An empty list costs one pointer-sized `Vec` header and a counter.
 
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
@@ -25,7 +27,6 @@ use crate::remote::Remote;
 use crate::task_slab::{task_of_waker, TaskId};
 
 /// Who waits.
-#[derive(Clone)]
 pub(crate) enum Waiter {
     /// An aioloop task of the primitive's loop.
     Task(TaskId),
@@ -49,18 +50,41 @@ impl Waiter {
     }
 }
 
-/// A registration in a [`WaiterList`].
+/// A registration in a [`Completion`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct WaiterKey(u64);
+pub(crate) struct WaiterKey(u32);
 
-/// The waiters of one primitive, in arrival order.
-#[derive(Default)]
-pub(crate) struct WaiterList {
-    entries: RefCell<Vec<(WaiterKey, Waiter)>>,
-    next_key: Cell<u64>,
+/// An id returned by `add_done_callback`, for `remove_done_callback`
+/// (Rust closures have no identity to compare, as Python functions do).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DoneCallbackId(u32);
+
+/// A done callback, boxed (the typed handle is captured inside).
+pub(crate) type DoneCallback = Box<dyn FnOnce()>;
+
+/// One entry of a completion list.
+pub(crate) enum Entry {
+    /// Someone awaiting: woken on completion.
+    Waiter(Waiter),
+    /// A done callback: scheduled with `call_soon` on completion.
+    Callback(DoneCallback),
 }
 
-impl WaiterList {
+/// What a future or task does when it completes, in registration order
+/// (asyncio's `_callbacks`).
+#[derive(Default)]
+pub(crate) struct Completion {
+    entries: RefCell<Vec<(u32, Entry)>>,
+    next: Cell<u32>,
+}
+
+impl Completion {
+    fn next_id(&self) -> u32 {
+        let id = self.next.get();
+        self.next.set(id.wrapping_add(1));
+        id
+    }
+
     /// Registers the context's waker (or updates `key`'s entry to it).
     pub(crate) fn register(
         &self,
@@ -70,89 +94,68 @@ impl WaiterList {
     ) -> WaiterKey {
         let mut entries = self.entries.borrow_mut();
         if let Some(key) = key {
-            if let Some(entry) = entries.iter_mut().find(|e| e.0 == key) {
-                if !entry.1.same_as(cx, remote) {
-                    entry.1 = Waiter::from_context(cx, remote);
+            let found = entries.iter_mut().find_map(|e| match e {
+                (id, Entry::Waiter(w)) if *id == key.0 => Some(w),
+                _ => None,
+            });
+            if let Some(w) = found {
+                if !w.same_as(cx, remote) {
+                    *w = Waiter::from_context(cx, remote);
                 }
                 return key;
             }
         }
-        let key = WaiterKey(self.next_key.get());
-        self.next_key.set(key.0 + 1);
-        entries.push((key, Waiter::from_context(cx, remote)));
-        key
+        let id = self.next_id();
+        entries.push((id, Entry::Waiter(Waiter::from_context(cx, remote))));
+        WaiterKey(id)
     }
 
-    /// Removes a registration; true if it was still there.
+    /// Removes a waiter registration; true if it was still there.
     pub(crate) fn unregister(&self, key: WaiterKey) -> bool {
+        self.remove(key.0)
+    }
+
+    fn remove(&self, id: u32) -> bool {
         let mut entries = self.entries.borrow_mut();
-        match entries.iter().position(|e| e.0 == key) {
+        match entries.iter().position(|e| e.0 == id) {
             Some(i) => {
-                entries.remove(i);
+                // `remove`, not `swap_remove`: the order is the contract.
+                let removed = entries.remove(i);
+                drop(entries);
+                drop(removed);
                 true
             }
             None => false,
         }
     }
 
-    /// Takes every waiter out, oldest first; the caller wakes them.
-    pub(crate) fn take_all(&self) -> Vec<Waiter> {
-        std::mem::take(&mut *self.entries.borrow_mut())
-            .into_iter()
-            .map(|e| e.1)
-            .collect()
-    }
-}
-
-/// An id returned by `add_done_callback`, for `remove_done_callback`
-/// (Rust closures have no identity to compare, as Python functions do).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DoneCallbackId(u64);
-
-/// A done callback, boxed (the typed handle is captured inside).
-pub(crate) type DoneCallback = Box<dyn FnOnce()>;
-
-/// What a future or task does when it completes: wake who awaits it, and
-/// schedule its done callbacks (asyncio's `__schedule_callbacks`).
-#[derive(Default)]
-pub(crate) struct Completion {
-    pub(crate) waiters: WaiterList,
-    callbacks: RefCell<Vec<(u64, DoneCallback)>>,
-    next_callback: Cell<u64>,
-}
-
-impl Completion {
-    /// Registers a done callback; `None` means "already done: the caller
-    /// schedules it now".
+    /// Registers a done callback. When `done`, the callback is handed back
+    /// for the caller to schedule at once.
     pub(crate) fn add_callback(
         &self,
         done: bool,
-        f: Box<dyn FnOnce()>,
-    ) -> (DoneCallbackId, Option<Box<dyn FnOnce()>>) {
-        let id = self.next_callback.get();
-        self.next_callback.set(id + 1);
+        f: DoneCallback,
+    ) -> (DoneCallbackId, Option<DoneCallback>) {
+        let id = self.next_id();
         if done {
             (DoneCallbackId(id), Some(f))
         } else {
-            self.callbacks.borrow_mut().push((id, f));
+            self.entries.borrow_mut().push((id, Entry::Callback(f)));
             (DoneCallbackId(id), None)
         }
     }
 
+    /// Removes a done callback not yet scheduled; true if it was there.
     pub(crate) fn remove_callback(&self, id: DoneCallbackId) -> bool {
-        let mut cbs = self.callbacks.borrow_mut();
-        let before = cbs.len();
-        cbs.retain(|(i, _)| *i != id.0);
-        before != cbs.len()
+        self.remove(id.0)
     }
 
-    /// Takes the waiters and the callbacks out, in registration order, for
-    /// the caller to wake and schedule with no borrow held.
-    pub(crate) fn take(&self) -> (Vec<Waiter>, Vec<DoneCallback>) {
-        let cbs = std::mem::take(&mut *self.callbacks.borrow_mut());
-        (
-            self.waiters.take_all(),
-            cbs.into_iter().map(|(_, f)| f).collect(),
-        )
+    /// Takes every entry out, in registration order, for the caller to
+    /// wake and schedule with no borrow held.
+    pub(crate) fn take(&self) -> Vec<Entry> {
+        std::mem::take(&mut *self.entries.borrow_mut())
+            .into_iter()
+            .map(|e| e.1)
+            .collect()
     }
 }

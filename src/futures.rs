@@ -22,7 +22,7 @@
 //!   this future (asyncio's `_fut_waiter.cancel()`), which every awaiter then
 //!   sees as `Err(Cancelled)`.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::fmt;
 use std::future::{Future as StdFuture, IntoFuture};
@@ -33,13 +33,12 @@ use std::task::{Context, Poll};
 
 use crate::errors::{CancelledError, InvalidStateError, TaskError};
 use crate::event_loop::{LoopCore, LoopRef};
-use crate::tasks::{
-    fire_completion, set_fut_waiter, take_cancel_request, CancelTarget, FutWaiter, Outcome,
-};
+use crate::outcome::OutcomeCell;
+use crate::tasks::{fire_completion, set_fut_waiter, take_cancel_request, CancelTarget, FutWaiter};
 use crate::waiters::{Completion, DoneCallbackId, WaiterKey};
 
 struct FutureInner<T, E> {
-    outcome: RefCell<Outcome<T, E>>,
+    outcome: OutcomeCell<T, E>,
     completion: Completion,
     core: Weak<LoopCore>,
     retrieved: Cell<bool>,
@@ -95,7 +94,7 @@ impl<T: 'static, E: 'static> Future<T, E> {
     pub fn new(lp: &LoopRef) -> Self {
         Future {
             inner: Rc::new(FutureInner {
-                outcome: RefCell::new(Outcome::Pending),
+                outcome: OutcomeCell::new(),
                 completion: Completion::default(),
                 core: Rc::downgrade(lp.core()),
                 retrieved: Cell::new(false),
@@ -106,13 +105,7 @@ impl<T: 'static, E: 'static> Future<T, E> {
 
 impl<T, E> FutureInner<T, E> {
     fn complete(&self, outcome: Result<T, TaskError<E>>) -> Result<(), InvalidStateError> {
-        {
-            let mut slot = self.outcome.borrow_mut();
-            if !matches!(*slot, Outcome::Pending) {
-                return Err(InvalidStateError::AlreadyDone);
-            }
-            *slot = Outcome::Done(outcome);
-        }
+        self.outcome.set(outcome)?;
         if let Some(core) = self.core.upgrade() {
             fire_completion(&core, &self.completion);
         }
@@ -153,15 +146,12 @@ impl<T: 'static, E: 'static> Future<T, E> {
 
     /// True once done, whichever way.
     pub fn done(&self) -> bool {
-        !matches!(*self.inner.outcome.borrow(), Outcome::Pending)
+        !self.inner.outcome.is_pending()
     }
 
     /// True if cancelled.
     pub fn cancelled(&self) -> bool {
-        matches!(
-            *self.inner.outcome.borrow(),
-            Outcome::Done(Err(TaskError::Cancelled(_)))
-        )
+        self.inner.outcome.is_cancelled()
     }
 
     /// Calls `f` (via `call_soon`) once the future is done, in registration
@@ -185,20 +175,7 @@ impl<T: 'static, E: 'static> Future<T, E> {
 
     fn take_outcome(&self) -> Result<T, TaskError<E>> {
         self.inner.retrieved.set(true);
-        let mut slot = self.inner.outcome.borrow_mut();
-        // A cancellation stays in place (it is `Clone`): the state keeps
-        // saying "cancelled", as asyncio's does; values and exceptions move.
-        if let Outcome::Done(Err(TaskError::Cancelled(c))) = &*slot {
-            return Err(TaskError::Cancelled(c.clone()));
-        }
-        match std::mem::replace(&mut *slot, Outcome::Taken) {
-            Outcome::Done(r) => r,
-            Outcome::Pending => {
-                *slot = Outcome::Pending;
-                Err(TaskError::InvalidState(InvalidStateError::ResultNotSet))
-            }
-            Outcome::Taken => Err(TaskError::InvalidState(InvalidStateError::ResultTaken)),
-        }
+        self.inner.outcome.take()
     }
 }
 
@@ -207,23 +184,17 @@ impl<T: Clone + 'static, E: Clone + 'static> Future<T, E> {
     /// cancellation as an error; `Result is not set.` while pending.
     pub fn result(&self) -> Result<T, TaskError<E>> {
         self.inner.retrieved.set(true);
-        match &*self.inner.outcome.borrow() {
-            Outcome::Done(r) => r.clone(),
-            Outcome::Pending => Err(TaskError::InvalidState(InvalidStateError::ResultNotSet)),
-            Outcome::Taken => Err(TaskError::InvalidState(InvalidStateError::ResultTaken)),
-        }
+        self.inner.outcome.result()
     }
 
     /// The exception (asyncio's `exception()`): `Ok(None)` after a result,
     /// `Ok(Some(e))` after `set_exception(e)`, `Err` when cancelled or pending.
     pub fn exception(&self) -> Result<Option<E>, TaskError<E>> {
         self.inner.retrieved.set(true);
-        match &*self.inner.outcome.borrow() {
-            Outcome::Done(Ok(_)) => Ok(None),
-            Outcome::Done(Err(TaskError::Exception(e))) => Ok(Some(e.clone())),
-            Outcome::Done(Err(e)) => Err(e.clone()),
-            Outcome::Pending => Err(TaskError::InvalidState(InvalidStateError::ExceptionNotSet)),
-            Outcome::Taken => Err(TaskError::InvalidState(InvalidStateError::ResultTaken)),
+        match self.inner.outcome.exception()? {
+            None => Ok(None),
+            Some(TaskError::Exception(e)) => Ok(Some(e)),
+            Some(other) => Err(other),
         }
     }
 }
@@ -238,13 +209,7 @@ impl<T, E> CancelTarget for FutureInner<T, E> {
 impl<T, E> fmt::Debug for Future<T, E> {
     /// asyncio's repr: `<Future pending>`, `<Future finished>`, `<Future cancelled>`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match &*self.inner.outcome.borrow() {
-            Outcome::Pending => "pending",
-            Outcome::Done(Err(TaskError::Cancelled(_))) => "cancelled",
-            Outcome::Done(Err(_)) => "finished (failed)",
-            Outcome::Done(Ok(_)) | Outcome::Taken => "finished",
-        };
-        write!(f, "<Future {state}>")
+        write!(f, "<Future {}>", self.inner.outcome.state_name())
     }
 }
 

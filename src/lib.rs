@@ -75,6 +75,7 @@ mod combinators;
 mod errors;
 mod event_loop;
 mod futures;
+mod outcome;
 pub mod reactor;
 mod remote;
 mod task_slab;

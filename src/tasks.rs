@@ -46,26 +46,25 @@
 //!   moved, and dropped in place as soon as the task is done.
 //! - A done task leaves the loop's slab at once: stale wakers find nothing.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, UnsafeCell};
 use std::convert::Infallible;
 use std::fmt;
 use std::future::{Future as StdFuture, IntoFuture};
 use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use crate::errors::{
-    CancelledError, Exception, InvalidStateError, LoopError, PanicError, TaskError, TaskOutput,
-};
+use crate::errors::{CancelledError, Exception, LoopError, PanicError, TaskError, TaskOutput};
 use crate::event_loop::handle::{HandleInner, Invoke};
 use crate::event_loop::{Handle, LoopCore, LoopRef};
-use crate::task_slab::{waker_for, TaskId, WakerData};
+use crate::outcome::OutcomeCell;
+use crate::task_slab::{TaskId, WakerSource};
 pub use crate::waiters::DoneCallbackId;
-use crate::waiters::{Completion, Entry, Waiter, WaiterKey};
+use crate::waiters::{Completion, Entry, WaiterKey};
 
 /// asyncio numbers tasks per process: `Task-1`, `Task-2`, ...
 static TASK_COUNTER: AtomicU64 = AtomicU64::new(1);
@@ -118,17 +117,19 @@ struct TaskExtra {
 
 /// The type-independent part of a task.
 pub(crate) struct TaskHeader {
-    pub(crate) id: TaskId,
     number: u64,
     core: Weak<LoopCore>,
-    pub(crate) waker_data: Arc<WakerData>,
+    pub(crate) waker: WakerSource,
     state: Cell<TaskState>,
     pub(crate) scheduled: Cell<bool>,
     started: Cell<bool>,
+    /// The future has not been dropped yet (see `TaskCell::future`).
+    future_live: Cell<bool>,
     must_cancel: Cell<bool>,
-    cancel_requests: Cell<u32>,
+    /// `cancelling()`; saturates (65,535 requests is far past any use).
+    cancel_requests: Cell<u16>,
     /// Rarely used fields, allocated on first use.
-    extra: RefCell<Option<Box<TaskExtra>>>,
+    extra: Cell<Option<Box<TaskExtra>>>,
     completion: Completion,
     fut_waiter: Cell<Option<FutWaiter>>,
     /// Set once someone looked at the outcome (await, result, exception).
@@ -136,12 +137,16 @@ pub(crate) struct TaskHeader {
 }
 
 impl TaskHeader {
+    pub(crate) fn id(&self) -> TaskId {
+        self.waker.id()
+    }
+
     pub(crate) fn is_done(&self) -> bool {
         self.state.get().is_done()
     }
 
     fn name(&self) -> String {
-        match self.extra.borrow().as_ref().and_then(|x| x.name.clone()) {
+        match self.with_extra(|x| x.and_then(|x| x.name.clone())) {
             Some(n) => n,
             None => format!("Task-{}", self.number),
         }
@@ -152,8 +157,9 @@ impl TaskHeader {
         if self.is_done() {
             return false;
         }
-        self.cancel_requests.set(self.cancel_requests.get() + 1);
-        if msg.is_some() || self.extra.borrow().is_some() {
+        self.cancel_requests
+            .set(self.cancel_requests.get().saturating_add(1));
+        if msg.is_some() || self.with_extra(|x| x.is_some()) {
             self.extra_mut(|x| x.cancel_msg = msg.clone());
         }
         let waiter = self.fut_waiter.take();
@@ -176,20 +182,29 @@ impl TaskHeader {
         }
         self.must_cancel.set(true);
         if let Some(core) = core {
-            core.schedule_task(self.id);
+            core.schedule_task(self.id());
         }
         true
     }
 
     fn extra_mut(&self, f: impl FnOnce(&mut TaskExtra)) {
-        f(self.extra.borrow_mut().get_or_insert_with(Default::default))
+        let mut x = self.extra.take().unwrap_or_default();
+        f(&mut x);
+        self.extra.set(Some(x));
+    }
+
+    fn with_extra<R>(&self, f: impl FnOnce(Option<&TaskExtra>) -> R) -> R {
+        let x = self.extra.take();
+        let r = f(x.as_deref());
+        self.extra.set(x);
+        r
     }
 
     fn set_name(&self, name: String) {
         self.extra_mut(|x| x.name = Some(name));
     }
 
-    fn uncancel(&self) -> u32 {
+    fn uncancel(&self) -> u16 {
         let n = self.cancel_requests.get().saturating_sub(1);
         self.cancel_requests.set(n);
         if n == 0 {
@@ -199,12 +214,7 @@ impl TaskHeader {
     }
 
     fn cancelled_error(&self) -> CancelledError {
-        CancelledError::new(
-            self.extra
-                .borrow()
-                .as_ref()
-                .and_then(|x| x.cancel_msg.clone()),
-        )
+        CancelledError::new(self.with_extra(|x| x.and_then(|x| x.cancel_msg.clone())))
     }
 
     fn add_done_callback(&self, f: Box<dyn FnOnce()>) -> DoneCallbackId {
@@ -224,7 +234,7 @@ impl TaskHeader {
         let Some(core) = self.core.upgrade() else {
             return;
         };
-        let removed = core.tasks.borrow_mut().remove(self.id);
+        let removed = core.tasks.borrow_mut().remove(self.id());
         drop(removed);
         fire_completion(&core, &self.completion);
     }
@@ -240,27 +250,19 @@ pub(crate) fn fire_completion(core: &Rc<LoopCore>, completion: &Completion) {
     let lp = LoopRef::from_core(core.clone());
     for entry in entries {
         match entry {
-            Entry::Waiter(Waiter::Task(id)) => core.schedule_task(id),
-            Entry::Waiter(Waiter::Waker(w)) => w.wake(),
+            Entry::Waiter(w) => w.wake(core),
             // On a closed loop the callback cannot run; it is dropped here.
             Entry::Callback(f) => {
-                let _ = lp.call_soon(f);
+                let _ = lp.call_soon(*f);
             }
         }
     }
 }
 
-/// The outcome slot of a task or future.
-pub(crate) enum Outcome<T, E> {
-    Pending,
-    Done(Result<T, TaskError<E>>),
-    Taken,
-}
-
 /// The typed view of a task allocation, independent of its future type.
 pub(crate) trait TaskObj<T, E>: Invoke {
     fn header(&self) -> &TaskHeader;
-    fn outcome(&self) -> &RefCell<Outcome<T, E>>;
+    fn outcome(&self) -> &OutcomeCell<T, E>;
 }
 
 /// A task's allocation: header, the future (pinned in place), the outcome.
@@ -269,8 +271,13 @@ where
     F::Output: TaskOutput,
 {
     header: TaskHeader,
-    future: RefCell<Option<F>>,
-    outcome: RefCell<Outcome<OkOf<F>, ErrOf<F>>>,
+    /// The future, pinned in place: live while `header.future_live` is
+    /// set; accessed only by `step` (never re-entered: the run phase runs
+    /// one handle at a time and a nested `run_forever` of any loop on this
+    /// thread is refused) and dropped exactly once, by `drop_future` or by
+    /// `Drop`. No `RefCell`/`Option`: every task pays for this field.
+    future: UnsafeCell<ManuallyDrop<F>>,
+    outcome: OutcomeCell<OkOf<F>, ErrOf<F>>,
 }
 
 type OkOf<F> = <<F as StdFuture>::Output as TaskOutput>::Ok;
@@ -286,7 +293,8 @@ where
             Err(TaskError::Cancelled(_)) => TaskState::Cancelled,
             Err(_) => TaskState::Failed,
         };
-        *self.outcome.borrow_mut() = Outcome::Done(result);
+        // A task completes once (`step` returns early when done).
+        let _ = self.outcome.set(result);
         self.header.complete(state);
     }
 
@@ -298,7 +306,15 @@ where
 
     /// Drops the future in place (its destructors run now).
     fn drop_future(&self) {
-        *self.future.borrow_mut() = None;
+        // Cleared first, so that a panicking destructor cannot lead to a
+        // second drop.
+        if self.header.future_live.replace(false) {
+            // SAFETY: the future was live and is never used again (the flag
+            // is now clear); no reference to it exists, since `step` calls
+            // this only after its poll returned, and `step` is never
+            // re-entered (see the field's docs).
+            unsafe { ManuallyDrop::drop(&mut *self.future.get()) }
+        }
     }
 
     /// One step: poll the future once. See the module docs for the
@@ -319,18 +335,18 @@ where
         h.fut_waiter.set(None);
         h.state.set(TaskState::Running);
         let _current = CurrentTask::enter(h);
-        let waker = waker_for(&h.waker_data);
+        let waker = h.waker.borrowed();
         let mut cx = Context::from_waker(&waker);
+        if !h.future_live.get() {
+            return;
+        }
         let poll = {
-            let mut slot = self.future.borrow_mut();
-            let Some(fut) = slot.as_mut() else {
-                return;
-            };
-            // SAFETY: the future lives in this task's `Rc` allocation, which
-            // never moves, and is never moved out of its `Option`: it is
-            // dropped in place (`drop_future` assigns `None`). That is the
-            // pinning guarantee.
-            let fut = unsafe { Pin::new_unchecked(fut) };
+            // SAFETY: exclusive: only `step` touches the future and it is
+            // never re-entered (see the field's docs), so this is the one
+            // reference for the duration of the poll. Pinned: the future
+            // lives in this task's `Rc` allocation, which never moves, and
+            // it is never moved out, only dropped in place.
+            let fut = unsafe { Pin::new_unchecked(&mut **self.future.get()) };
             catch_unwind(AssertUnwindSafe(|| fut.poll(&mut cx)))
         };
         match poll {
@@ -367,6 +383,18 @@ where
     }
 }
 
+impl<F: StdFuture> Drop for TaskCell<F>
+where
+    F::Output: TaskOutput,
+{
+    fn drop(&mut self) {
+        if self.header.future_live.replace(false) {
+            // SAFETY: live and never used again; `&mut self` is exclusive.
+            unsafe { ManuallyDrop::drop(self.future.get_mut()) }
+        }
+    }
+}
+
 impl<F: StdFuture + 'static> Invoke for TaskCell<F>
 where
     F::Output: TaskOutput,
@@ -390,7 +418,7 @@ where
     fn header(&self) -> &TaskHeader {
         &self.header
     }
-    fn outcome(&self) -> &RefCell<Outcome<OkOf<F>, ErrOf<F>>> {
+    fn outcome(&self) -> &OutcomeCell<OkOf<F>, ErrOf<F>> {
         &self.outcome
     }
 }
@@ -451,7 +479,7 @@ pub(crate) fn set_fut_waiter(target: FutWaiter) {
 
 /// The current task's id and its loop's remote, if in a task step.
 pub(crate) fn current_task_id() -> Option<TaskId> {
-    with_current(|h| h.id)
+    with_current(|h| h.id())
 }
 
 /// A handle to a task (asyncio's `Task`), typed by its result `T` and its
@@ -513,22 +541,22 @@ impl LoopRef {
                 site,
                 TaskCell {
                     header: TaskHeader {
-                        id,
                         number: TASK_COUNTER.fetch_add(1, Ordering::Relaxed),
                         core: weak,
-                        waker_data: Arc::new(WakerData { id, remote }),
+                        waker: WakerSource::new(id, remote),
                         state: Cell::new(TaskState::Pending),
                         scheduled: Cell::new(false),
                         started: Cell::new(false),
+                        future_live: Cell::new(true),
                         must_cancel: Cell::new(false),
                         cancel_requests: Cell::new(0),
-                        extra: RefCell::new(None),
+                        extra: Cell::new(None),
                         completion: Completion::default(),
                         fut_waiter: Cell::new(None),
                         retrieved: Cell::new(false),
                     },
-                    future: RefCell::new(Some(fut)),
-                    outcome: RefCell::new(Outcome::Pending),
+                    future: UnsafeCell::new(ManuallyDrop::new(fut)),
+                    outcome: OutcomeCell::new(),
                 },
             ));
             typed = Some(cell.clone() as Rc<HandleInner<dyn TaskObj<OkOf<F>, ErrOf<F>>>>);
@@ -598,12 +626,12 @@ impl<T: 'static, E: 'static> Task<T, E> {
     }
 
     /// Number of cancellation requests not yet withdrawn with `uncancel`.
-    pub fn cancelling(&self) -> u32 {
+    pub fn cancelling(&self) -> u16 {
         self.header().cancel_requests.get()
     }
 
     /// Withdraws one cancellation request; returns the remaining count.
-    pub fn uncancel(&self) -> u32 {
+    pub fn uncancel(&self) -> u16 {
         self.header().uncancel()
     }
 
@@ -649,20 +677,7 @@ impl<T: 'static, E: 'static> Task<T, E> {
     /// Moves the outcome out: what awaiting by value returns.
     pub(crate) fn take_outcome(&self) -> Result<T, TaskError<E>> {
         self.header().retrieved.set(true);
-        let mut slot = self.inner.callback().outcome().borrow_mut();
-        // A cancellation stays in place (it is `Clone`): the state keeps
-        // saying "cancelled", as asyncio's does; values and exceptions move.
-        if let Outcome::Done(Err(TaskError::Cancelled(c))) = &*slot {
-            return Err(TaskError::Cancelled(c.clone()));
-        }
-        match std::mem::replace(&mut *slot, Outcome::Taken) {
-            Outcome::Done(r) => r,
-            Outcome::Pending => {
-                *slot = Outcome::Pending;
-                Err(TaskError::InvalidState(InvalidStateError::ResultNotSet))
-            }
-            Outcome::Taken => Err(TaskError::InvalidState(InvalidStateError::ResultTaken)),
-        }
+        self.inner.callback().outcome().take()
     }
 }
 
@@ -671,24 +686,14 @@ impl<T: Clone + 'static, E: Clone + 'static> Task<T, E> {
     /// cancellation / panic as an error; `Result is not set.` if pending.
     pub fn result(&self) -> Result<T, TaskError<E>> {
         self.header().retrieved.set(true);
-        match &*self.inner.callback().outcome().borrow() {
-            Outcome::Done(r) => r.clone(),
-            Outcome::Pending => Err(TaskError::InvalidState(InvalidStateError::ResultNotSet)),
-            Outcome::Taken => Err(TaskError::InvalidState(InvalidStateError::ResultTaken)),
-        }
+        self.inner.callback().outcome().result()
     }
 
     /// The exception (asyncio's `exception()`): `Ok(None)` after a result,
     /// `Ok(Some(e))` after a failure, `Err` when cancelled or pending.
     pub fn exception(&self) -> Result<Option<TaskError<E>>, TaskError<E>> {
         self.header().retrieved.set(true);
-        match &*self.inner.callback().outcome().borrow() {
-            Outcome::Done(Ok(_)) => Ok(None),
-            Outcome::Done(Err(TaskError::Cancelled(c))) => Err(TaskError::Cancelled(c.clone())),
-            Outcome::Done(Err(e)) => Ok(Some(e.clone())),
-            Outcome::Pending => Err(TaskError::InvalidState(InvalidStateError::ExceptionNotSet)),
-            Outcome::Taken => Err(TaskError::InvalidState(InvalidStateError::ResultTaken)),
-        }
+        self.inner.callback().outcome().exception()
     }
 }
 
@@ -731,11 +736,11 @@ impl TaskRef {
         self.header().cancel(Some(msg.into()))
     }
     /// See [`Task::cancelling`].
-    pub fn cancelling(&self) -> u32 {
+    pub fn cancelling(&self) -> u16 {
         self.header().cancel_requests.get()
     }
     /// See [`Task::uncancel`].
-    pub fn uncancel(&self) -> u32 {
+    pub fn uncancel(&self) -> u16 {
         self.header().uncancel()
     }
     /// See [`Task::done`].
@@ -758,7 +763,7 @@ impl TaskRef {
     /// timers, foreign futures, other threads): when it is zero and the task
     /// waits on nothing of aioloop's, nothing can ever wake it.
     pub fn waker_count(&self) -> usize {
-        crate::task_slab::live_wakers(&self.header().waker_data)
+        self.header().waker.live_wakers()
     }
 
     /// Waits until the task is done, whichever way, without retrieving its
@@ -879,7 +884,7 @@ impl<T: 'static, E: 'static, H: AsTask<T, E> + Unpin> StdFuture for TaskWait<T, 
         match poll_task_done(h, &mut this.key, cx) {
             Poll::Ready(_) => Poll::Ready(this.task.outcome()),
             Poll::Pending => {
-                set_fut_waiter(FutWaiter::Task(h.id));
+                set_fut_waiter(FutWaiter::Task(h.id()));
                 Poll::Pending
             }
         }
@@ -924,27 +929,18 @@ impl<E: Exception> Exception for Box<TaskError<E>> {
     }
 }
 #[cfg(test)]
-mod size_probe {
+mod tests {
+    use super::*;
+
+    /// Every pending task pays for the header: keep it small (the memory
+    /// target is 300 bytes of RSS per parked task, all included).
     #[test]
-    fn sizes() {
-        use super::*;
-        async fn parked(f: crate::futures::Future<()>) {
-            let _ = f.await;
-        }
-        type F = std::pin::Pin<Box<dyn StdFuture<Output = ()>>>;
-        eprintln!("TaskHeader {}", std::mem::size_of::<TaskHeader>());
-        eprintln!("Completion {}", std::mem::size_of::<Completion>());
-        eprintln!(
-            "TaskCell<Box> {}",
-            std::mem::size_of::<HandleInner<TaskCell<F>>>()
+    fn the_task_header_stays_compact() {
+        assert!(
+            std::mem::size_of::<TaskHeader>() <= 120,
+            "TaskHeader grew to {} bytes",
+            std::mem::size_of::<TaskHeader>()
         );
-        let lp = crate::EventLoop::new().unwrap();
-        let fut = parked(lp.create_future());
-        eprintln!("parked future {}", std::mem::size_of_val(&fut));
-        eprintln!(
-            "outcome {}",
-            std::mem::size_of::<RefCell<Outcome<(), Infallible>>>()
-        );
-        eprintln!("WakerData {}", std::mem::size_of::<WakerData>());
+        assert!(std::mem::size_of::<OutcomeCell<(), Infallible>>() <= 24);
     }
 }

@@ -23,6 +23,7 @@ use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 use std::task::{Context, Waker};
 
+use crate::event_loop::LoopCore;
 use crate::remote::Remote;
 use crate::task_slab::{task_of_waker, TaskId};
 
@@ -30,19 +31,29 @@ use crate::task_slab::{task_of_waker, TaskId};
 pub(crate) enum Waiter {
     /// An aioloop task of the primitive's loop.
     Task(TaskId),
-    /// Anything else.
-    Waker(Waker),
+    /// Anything else. Boxed: rare, and it would double every entry's size.
+    Waker(Box<Waker>),
 }
 
 impl Waiter {
-    fn from_context(cx: &Context<'_>, remote: &Arc<Remote>) -> Waiter {
+    /// The task id when the context's waker is an aioloop task waker of
+    /// this loop, else a clone of the waker.
+    pub(crate) fn from_context(cx: &Context<'_>, remote: &Arc<Remote>) -> Waiter {
         match task_of_waker(cx.waker(), remote) {
             Some(id) => Waiter::Task(id),
-            None => Waiter::Waker(cx.waker().clone()),
+            None => Waiter::Waker(Box::new(cx.waker().clone())),
         }
     }
 
-    fn same_as(&self, cx: &Context<'_>, remote: &Arc<Remote>) -> bool {
+    /// Wakes it: schedules the task on `core`, or wakes the waker.
+    pub(crate) fn wake(self, core: &LoopCore) {
+        match self {
+            Waiter::Task(id) => core.schedule_task(id),
+            Waiter::Waker(w) => w.wake(),
+        }
+    }
+
+    pub(crate) fn same_as(&self, cx: &Context<'_>, remote: &Arc<Remote>) -> bool {
         match self {
             Waiter::Task(id) => task_of_waker(cx.waker(), remote) == Some(*id),
             Waiter::Waker(w) => w.will_wake(cx.waker()),
@@ -66,8 +77,9 @@ pub(crate) type DoneCallback = Box<dyn FnOnce()>;
 pub(crate) enum Entry {
     /// Someone awaiting: woken on completion.
     Waiter(Waiter),
-    /// A done callback: scheduled with `call_soon` on completion.
-    Callback(DoneCallback),
+    /// A done callback: scheduled with `call_soon` on completion. Boxed
+    /// again to keep entries two words: waiters are the common case.
+    Callback(Box<DoneCallback>),
 }
 
 /// What a future or task does when it completes, in registration order
@@ -140,7 +152,9 @@ impl Completion {
         if done {
             (DoneCallbackId(id), Some(f))
         } else {
-            self.entries.borrow_mut().push((id, Entry::Callback(f)));
+            self.entries
+                .borrow_mut()
+                .push((id, Entry::Callback(Box::new(f))));
             (DoneCallbackId(id), None)
         }
     }

@@ -6,9 +6,16 @@
 //! waker that outlives its task is harmless (tokio's task ids and
 //! async-task's "closed" state answer the same need).
 //!
-//! The waker is built from aioloop's own [`RawWakerVTable`]. Its data is an
-//! `Arc<WakerData>` per task: the task's id and the loop's [`Remote`].
-//! `std::task::Waker` is `Send + Sync`, so a wake can come from any thread:
+//! The waker is built from aioloop's own [`RawWakerVTable`]s. Each task
+//! embeds a [`WakerSource`]: its id, the loop's [`Remote`], and a cached
+//! `Arc<WakerData>`. The waker handed to `poll` in the `Context` is
+//! *borrowed*: it points at the `WakerSource` and owns nothing, so a poll
+//! costs no allocation and no atomic operation. Only when someone clones it
+//! (a timer, a foreign future, another thread) is the shared
+//! `Arc<WakerData>` created, once per task, and cloned. Most tasks — those
+//! that wait only on aioloop primitives, which keep the task id — never
+//! allocate it. `std::task::Waker` is `Send + Sync`, so a wake can come from
+//! any thread:
 //!
 //! - on the loop's thread, while that loop runs, the wake goes straight to
 //!   the loop's scheduler (no atomic operation beyond the thread check);
@@ -22,13 +29,21 @@
 //!
 //! - A slot's generation changes every time it is freed, so a `TaskId` is
 //!   never reused for another task (until 2^32 reuses of one slot).
-//! - `live_wakers(data) = Arc::strong_count(data) - 1`: the task keeps one
-//!   reference, every `Waker` clone in the wild one more. The diagnostics
-//!   use it to prove that nothing can wake a task.
+//! - `live_wakers() = Arc::strong_count(cached) - 1`: the task keeps one
+//!   reference, every owned `Waker` in the wild one more. The diagnostics
+//!   use it to prove that nothing can wake a task. (A borrowed waker cloned
+//!   from another thread during a poll gets a fresh, uncached `Arc`, which
+//!   this count does not see; the diagnostics treat such a task as alive
+//!   only through what they can see, so they do not run while a task polls.)
+//! - A borrowed waker lives only inside the `Context` of one poll of its
+//!   task, so the `WakerSource` it points to is alive whenever it is used.
+//!   Off the loop's thread it reads only the fields that never change after
+//!   the task is created (`id`, `remote`), so a scoped thread using
+//!   `cx.waker()` during the poll races with nothing.
 //! - The scheduler installed in [`CURRENT_SCHEDULER`] belongs to the loop
 //!   running on this thread; a wake for another loop takes the remote path.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::mem::ManuallyDrop;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -43,14 +58,12 @@ pub(crate) struct TaskId {
     generation: u32,
 }
 
-struct Slot<T> {
-    generation: u32,
-    value: Option<T>,
-}
-
 /// The loop's tasks, by id. Generic so that it knows nothing of the loop.
+/// Generations and values are two vectors, not one of pairs: a pair of a
+/// `u32` and a fat pointer would be padded to 24 bytes per task.
 pub(crate) struct TaskSlab<T> {
-    slots: Vec<Slot<T>>,
+    generations: Vec<u32>,
+    values: Vec<Option<T>>,
     free: Vec<u32>,
     len: usize,
 }
@@ -58,7 +71,8 @@ pub(crate) struct TaskSlab<T> {
 impl<T> TaskSlab<T> {
     pub(crate) fn new() -> Self {
         TaskSlab {
-            slots: Vec::new(),
+            generations: Vec::new(),
+            values: Vec::new(),
             free: Vec::new(),
             len: 0,
         }
@@ -69,54 +83,51 @@ impl<T> TaskSlab<T> {
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
-                self.slots.push(Slot {
-                    generation: 0,
-                    value: None,
-                });
-                (self.slots.len() - 1) as u32
+                self.generations.push(0);
+                self.values.push(None);
+                (self.values.len() - 1) as u32
             }
         };
-        let slot = &mut self.slots[index as usize];
         let id = TaskId {
             index,
-            generation: slot.generation,
+            generation: self.generations[index as usize],
         };
-        slot.value = Some(make(id));
+        self.values[index as usize] = Some(make(id));
         self.len += 1;
         id
     }
 
     #[inline]
     pub(crate) fn get(&self, id: TaskId) -> Option<&T> {
-        let slot = self.slots.get(id.index as usize)?;
-        if slot.generation != id.generation {
+        let i = id.index as usize;
+        if *self.generations.get(i)? != id.generation {
             return None;
         }
-        slot.value.as_ref()
+        self.values[i].as_ref()
     }
 
     pub(crate) fn remove(&mut self, id: TaskId) -> Option<T> {
-        let slot = self.slots.get_mut(id.index as usize)?;
-        if slot.generation != id.generation {
+        let i = id.index as usize;
+        if *self.generations.get(i)? != id.generation {
             return None;
         }
-        let value = slot.value.take()?;
-        slot.generation = slot.generation.wrapping_add(1);
+        let value = self.values[i].take()?;
+        self.generations[i] = id.generation.wrapping_add(1);
         self.free.push(id.index);
         self.len -= 1;
         Some(value)
     }
 
     pub(crate) fn values(&self) -> impl Iterator<Item = &T> {
-        self.slots.iter().filter_map(|s| s.value.as_ref())
+        self.values.iter().flatten()
     }
 
     /// Empties the slab, handing back the values (the loop is closing).
     pub(crate) fn take_all(&mut self) -> Vec<T> {
         let mut out = Vec::with_capacity(self.len);
-        for (i, slot) in self.slots.iter_mut().enumerate() {
-            if let Some(v) = slot.value.take() {
-                slot.generation = slot.generation.wrapping_add(1);
+        for (i, value) in self.values.iter_mut().enumerate() {
+            if let Some(v) = value.take() {
+                self.generations[i] = self.generations[i].wrapping_add(1);
                 self.free.push(i as u32);
                 out.push(v);
             }
@@ -140,95 +151,176 @@ thread_local! {
         const { RefCell::new(None) };
 }
 
-/// What an aioloop waker points to.
-pub(crate) struct WakerData {
-    pub(crate) id: TaskId,
-    pub(crate) remote: Arc<Remote>,
+/// Schedules task `id` of the loop behind `remote`, from any thread.
+fn wake_task(id: TaskId, remote: &Arc<Remote>) {
+    if remote.on_loop_thread() {
+        let done = CURRENT_SCHEDULER.with(|s| match s.try_borrow() {
+            Ok(s) => match s.as_ref() {
+                Some(s) if Arc::ptr_eq(s.remote(), remote) => {
+                    s.schedule(id);
+                    true
+                }
+                _ => false,
+            },
+            Err(_) => false,
+        });
+        if done {
+            return;
+        }
+    }
+    // Another thread, or the loop is not running now: the wake waits in
+    // the injection queue and the next iteration schedules it.
+    remote.wake_task(id);
 }
 
-impl WakerData {
-    fn wake(&self) {
-        if self.remote.on_loop_thread() {
-            let done = CURRENT_SCHEDULER.with(|s| match s.try_borrow() {
-                Ok(s) => match s.as_ref() {
-                    Some(s) if Arc::ptr_eq(s.remote(), &self.remote) => {
-                        s.schedule(self.id);
-                        true
-                    }
-                    _ => false,
-                },
-                Err(_) => false,
-            });
-            if done {
-                return;
-            }
+/// What an owned aioloop waker points to.
+pub(crate) struct WakerData {
+    id: TaskId,
+    remote: Arc<Remote>,
+}
+
+/// The waker side of a task, embedded in the task (see the module docs).
+pub(crate) struct WakerSource {
+    id: TaskId,
+    remote: Arc<Remote>,
+    shared: Cell<Option<Arc<WakerData>>>,
+}
+
+impl WakerSource {
+    /// The task's id.
+    pub(crate) fn id(&self) -> TaskId {
+        self.id
+    }
+
+    pub(crate) fn new(id: TaskId, remote: Arc<Remote>) -> Self {
+        WakerSource {
+            id,
+            remote,
+            shared: Cell::new(None),
         }
-        // Another thread, or the loop is not running now: the wake waits in
-        // the injection queue and the next iteration schedules it.
-        self.remote.wake_task(self.id);
+    }
+
+    /// The borrowed waker for one poll: no allocation, no reference count.
+    pub(crate) fn borrowed(&self) -> ManuallyDrop<Waker> {
+        let raw = RawWaker::new(self as *const WakerSource as *const (), &BORROWED);
+        // SAFETY: BORROWED's functions read a live `WakerSource` through
+        // this pointer; the waker is only lent to one poll of the task that
+        // embeds `self` (the borrow of `self` outlives it), and it is never
+        // dropped (ManuallyDrop), which BORROWED's drop would ignore anyway.
+        ManuallyDrop::new(unsafe { Waker::from_raw(raw) })
+    }
+
+    /// Number of owned `Waker`s of this task alive anywhere.
+    pub(crate) fn live_wakers(&self) -> usize {
+        let arc = self.shared.take();
+        let n = arc.as_ref().map_or(0, |a| Arc::strong_count(a) - 1);
+        self.shared.set(arc);
+        n
+    }
+
+    /// The shared `Arc`, created on first use. Loop thread only.
+    fn shared(&self) -> Arc<WakerData> {
+        let arc = self.shared.take().unwrap_or_else(|| {
+            Arc::new(WakerData {
+                id: self.id,
+                remote: self.remote.clone(),
+            })
+        });
+        self.shared.set(Some(arc.clone()));
+        arc
     }
 }
 
-/// Number of `Waker`s of this task alive anywhere (the task's own
-/// reference excluded).
-pub(crate) fn live_wakers(data: &Arc<WakerData>) -> usize {
-    Arc::strong_count(data) - 1
-}
+static OWNED: RawWakerVTable =
+    RawWakerVTable::new(owned_clone, owned_wake, owned_wake_by_ref, owned_drop);
+static BORROWED: RawWakerVTable = RawWakerVTable::new(
+    borrowed_clone,
+    borrowed_wake,
+    borrowed_wake_by_ref,
+    borrowed_drop,
+);
 
-static VTABLE: RawWakerVTable = RawWakerVTable::new(clone_raw, wake_raw, wake_by_ref_raw, drop_raw);
+// OWNED: `data` is `Arc::into_raw` of an `Arc<WakerData>` of which the waker
+// owns one strong reference.
 
-// The four functions below receive the pointer that `waker_for` or
-// `clone_raw` put in a RawWaker: always `Arc::into_raw`/`Arc::as_ptr` of an
-// `Arc<WakerData>` that the waker owns one strong reference to (the borrowed
-// waker of `waker_for` is never dropped, so it owns none and needs none).
-
-unsafe fn clone_raw(data: *const ()) -> RawWaker {
-    // SAFETY: `data` comes from an `Arc<WakerData>` that is alive (the
-    // waker being cloned keeps it alive, or the task does for a borrowed
-    // one); incrementing its count gives the new waker its own reference.
+unsafe fn owned_clone(data: *const ()) -> RawWaker {
+    // SAFETY: the waker being cloned owns a reference, so the Arc is alive;
+    // incrementing its count gives the new waker its own.
     unsafe { Arc::increment_strong_count(data as *const WakerData) };
-    RawWaker::new(data, &VTABLE)
+    RawWaker::new(data, &OWNED)
 }
 
-unsafe fn wake_raw(data: *const ()) {
-    // SAFETY: `wake` consumes the waker: we take over the reference it owns
-    // and drop it when done.
+unsafe fn owned_wake(data: *const ()) {
+    // SAFETY: `wake` consumes the waker: take over its reference, drop it after.
     let arc = unsafe { Arc::from_raw(data as *const WakerData) };
-    arc.wake();
+    wake_task(arc.id, &arc.remote);
 }
 
-unsafe fn wake_by_ref_raw(data: *const ()) {
-    // SAFETY: the waker is alive for this call, and with it the Arc.
+unsafe fn owned_wake_by_ref(data: *const ()) {
+    // SAFETY: the waker, and so the Arc, is alive for this call.
     let d = unsafe { &*(data as *const WakerData) };
-    d.wake();
+    wake_task(d.id, &d.remote);
 }
 
-unsafe fn drop_raw(data: *const ()) {
+unsafe fn owned_drop(data: *const ()) {
     // SAFETY: the waker being dropped owns one reference; release it.
     drop(unsafe { Arc::from_raw(data as *const WakerData) });
 }
 
-/// A waker for the task that `data` describes, borrowed: it shares `data`'s
-/// reference instead of taking its own, so making one per poll costs nothing.
-/// It must not outlive `data`, which `ManuallyDrop` and the borrow ensure.
-pub(crate) fn waker_for(data: &Arc<WakerData>) -> ManuallyDrop<Waker> {
-    let raw = RawWaker::new(Arc::as_ptr(data) as *const (), &VTABLE);
-    // SAFETY: the vtable's contract holds for this pointer (see above); the
-    // result is never dropped (ManuallyDrop), so it never releases a
-    // reference it does not own; clones made from it take their own.
-    ManuallyDrop::new(unsafe { Waker::from_raw(raw) })
+// BORROWED: `data` points to a live `WakerSource` (see `borrowed`). Off the
+// loop thread only its immutable `id` and `remote` are read.
+
+unsafe fn borrowed_clone(data: *const ()) -> RawWaker {
+    let src = data as *const WakerSource;
+    // SAFETY: `src` is alive (module invariant); `remote` never changes.
+    let remote = unsafe { &(*src).remote };
+    let arc = if remote.on_loop_thread() {
+        // SAFETY: on the loop thread the `Cell` is only touched by this
+        // thread, and `src` is alive.
+        unsafe { (*src).shared() }
+    } else {
+        // SAFETY: as above; `id` never changes.
+        let id = unsafe { (*src).id };
+        Arc::new(WakerData {
+            id,
+            remote: remote.clone(),
+        })
+    };
+    RawWaker::new(Arc::into_raw(arc) as *const (), &OWNED)
 }
 
-/// The task behind `waker` if it is an aioloop task waker of the loop whose
-/// remote is `remote`.
+unsafe fn borrowed_wake(data: *const ()) {
+    // SAFETY: same contract as `borrowed_wake_by_ref`.
+    unsafe { borrowed_wake_by_ref(data) }
+}
+
+unsafe fn borrowed_wake_by_ref(data: *const ()) {
+    let src = data as *const WakerSource;
+    // SAFETY: `src` is alive; `id` and `remote` never change after creation.
+    let (id, remote) = unsafe { ((*src).id, &(*src).remote) };
+    wake_task(id, remote);
+}
+
+unsafe fn borrowed_drop(_: *const ()) {}
+
+/// The task behind `waker` if it is an aioloop task waker (owned or
+/// borrowed) of the loop whose remote is `remote`.
 pub(crate) fn task_of_waker(waker: &Waker, remote: &Arc<Remote>) -> Option<TaskId> {
-    if !std::ptr::eq(waker.vtable(), &VTABLE) {
+    let vtable = waker.vtable();
+    let (id, its_remote) = if std::ptr::eq(vtable, &OWNED) {
+        // SAFETY: our OWNED vtable: the data is a live `WakerData`, kept
+        // alive by `waker` for this borrow.
+        let d = unsafe { &*(waker.data() as *const WakerData) };
+        (d.id, &d.remote)
+    } else if std::ptr::eq(vtable, &BORROWED) {
+        let src = waker.data() as *const WakerSource;
+        // SAFETY: our BORROWED vtable: a live `WakerSource`, of which only
+        // the immutable fields are read.
+        unsafe { ((*src).id, &(*src).remote) }
+    } else {
         return None;
-    }
-    // SAFETY: the vtable is ours, so the data pointer is an alive
-    // `WakerData` (kept alive by `waker` itself for this borrow).
-    let d = unsafe { &*(waker.data() as *const WakerData) };
-    Arc::ptr_eq(&d.remote, remote).then_some(d.id)
+    };
+    Arc::ptr_eq(its_remote, remote).then_some(id)
 }
 
 #[cfg(test)]
@@ -249,37 +341,38 @@ mod tests {
         assert_eq!(slab.get(b), None);
     }
 
-    fn data() -> Arc<WakerData> {
+    fn source() -> WakerSource {
         let poll = mio::Poll::new().unwrap();
         let w = Arc::new(mio::Waker::new(poll.registry(), mio::Token(0)).unwrap());
-        Arc::new(WakerData {
-            id: TaskId {
-                index: 3,
-                generation: 1,
-            },
-            remote: Arc::new(Remote::new(w)),
-        })
+        let id = TaskId {
+            index: 3,
+            generation: 1,
+        };
+        WakerSource::new(id, Arc::new(Remote::new(w)))
     }
 
     #[test]
-    fn clones_and_drops_are_counted() {
-        let d = data();
-        assert_eq!(live_wakers(&d), 0);
-        let borrowed = waker_for(&d);
-        assert_eq!(live_wakers(&d), 0, "a borrowed waker owns no reference");
+    fn clones_and_drops_are_counted_and_the_arc_is_made_once() {
+        let s = source();
+        assert_eq!(s.live_wakers(), 0);
+        let borrowed = s.borrowed();
+        assert_eq!(s.live_wakers(), 0, "a borrowed waker owns no reference");
         let w1 = (*borrowed).clone();
         let w2 = w1.clone();
-        assert_eq!(live_wakers(&d), 2);
+        let w3 = (*borrowed).clone();
+        assert_eq!(s.live_wakers(), 3);
+        assert!(w1.will_wake(&w3), "one shared Arc per task");
         drop(w1);
-        assert_eq!(live_wakers(&d), 1);
+        assert_eq!(s.live_wakers(), 2);
         w2.wake(); // consumes its reference
-        assert_eq!(live_wakers(&d), 0);
+        drop(w3);
+        assert_eq!(s.live_wakers(), 0);
     }
 
     #[test]
     fn wakes_from_other_threads_reach_the_injection_queue() {
-        let d = data();
-        let wakers: Vec<Waker> = (0..8).map(|_| (*waker_for(&d)).clone()).collect();
+        let s = source();
+        let wakers: Vec<Waker> = (0..8).map(|_| (*s.borrowed()).clone()).collect();
         let handles: Vec<_> = wakers
             .into_iter()
             .map(|w| std::thread::spawn(move || w.wake()))
@@ -287,20 +380,28 @@ mod tests {
         for h in handles {
             h.join().unwrap();
         }
+        // A borrowed waker used from a scoped thread during "the poll".
+        let borrowed = s.borrowed();
+        std::thread::scope(|sc| {
+            sc.spawn(|| borrowed.wake_by_ref());
+            sc.spawn(|| drop((*borrowed).clone()));
+        });
         let mut got = Vec::new();
-        d.remote.drain_wakes(|id| got.push(id));
-        assert_eq!(got.len(), 8);
-        assert!(got.iter().all(|id| *id == d.id));
-        assert_eq!(live_wakers(&d), 0);
+        s.remote.drain_wakes(|id| got.push(id));
+        assert_eq!(got.len(), 9);
+        assert!(got.iter().all(|id| *id == s.id));
+        assert_eq!(s.live_wakers(), 0);
     }
 
     #[test]
     fn task_of_waker_recognises_only_our_wakers_of_this_loop() {
-        let d = data();
-        let w = (*waker_for(&d)).clone();
-        assert_eq!(task_of_waker(&w, &d.remote), Some(d.id));
-        let other = data();
+        let s = source();
+        let b = s.borrowed();
+        assert_eq!(task_of_waker(&b, &s.remote), Some(s.id));
+        let w = (*b).clone();
+        assert_eq!(task_of_waker(&w, &s.remote), Some(s.id));
+        let other = source();
         assert_eq!(task_of_waker(&w, &other.remote), None);
-        assert_eq!(task_of_waker(Waker::noop(), &d.remote), None);
+        assert_eq!(task_of_waker(Waker::noop(), &s.remote), None);
     }
 }

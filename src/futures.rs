@@ -37,7 +37,16 @@ use crate::outcome::OutcomeCell;
 use crate::tasks::{fire_completion, set_fut_waiter, take_cancel_request, CancelTarget, FutWaiter};
 use crate::waiters::{Completion, DoneCallbackId, WaiterKey};
 
+/// A loop future's state, readable without touching the outcome slot.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    Pending,
+    Done,
+    Cancelled,
+}
+
 struct FutureInner<T, E> {
+    state: Cell<State>,
     outcome: OutcomeCell<T, E>,
     completion: Completion,
     core: Weak<LoopCore>,
@@ -94,6 +103,7 @@ impl<T: 'static, E: 'static> Future<T, E> {
     pub fn new(lp: &LoopRef) -> Self {
         Future {
             inner: Rc::new(FutureInner {
+                state: Cell::new(State::Pending),
                 outcome: OutcomeCell::new(),
                 completion: Completion::default(),
                 core: Rc::downgrade(lp.core()),
@@ -105,7 +115,12 @@ impl<T: 'static, E: 'static> Future<T, E> {
 
 impl<T, E> FutureInner<T, E> {
     fn complete(&self, outcome: Result<T, TaskError<E>>) -> Result<(), InvalidStateError> {
+        let state = match &outcome {
+            Err(TaskError::Cancelled(_)) => State::Cancelled,
+            _ => State::Done,
+        };
         self.outcome.set(outcome)?;
+        self.state.set(state);
         if let Some(core) = self.core.upgrade() {
             fire_completion(&core, &self.completion);
         }
@@ -146,12 +161,12 @@ impl<T: 'static, E: 'static> Future<T, E> {
 
     /// True once done, whichever way.
     pub fn done(&self) -> bool {
-        !self.inner.outcome.is_pending()
+        self.inner.state.get() != State::Pending
     }
 
     /// True if cancelled.
     pub fn cancelled(&self) -> bool {
-        self.inner.outcome.is_cancelled()
+        self.inner.state.get() == State::Cancelled
     }
 
     /// Calls `f` (via `call_soon`) once the future is done, in registration

@@ -59,11 +59,13 @@ impl<T, E> OutcomeCell<T, E> {
         f(guard.value.as_ref().expect("just put there"))
     }
 
-    pub(crate) fn is_pending(&self) -> bool {
+    #[cfg(test)]
+    fn is_pending(&self) -> bool {
         self.with(|o| matches!(o, Outcome::Pending))
     }
 
-    pub(crate) fn is_cancelled(&self) -> bool {
+    #[cfg(test)]
+    fn is_cancelled(&self) -> bool {
         self.with(|o| matches!(o, Outcome::Done(Err(TaskError::Cancelled(_)))))
     }
 

@@ -243,17 +243,12 @@ impl TaskHeader {
 /// Wakes the waiters and schedules the done callbacks of something that
 /// just completed.
 pub(crate) fn fire_completion(core: &Rc<LoopCore>, completion: &Completion) {
-    let entries = completion.take();
-    if entries.is_empty() {
-        return;
-    }
-    let lp = LoopRef::from_core(core.clone());
-    for entry in entries {
+    for entry in completion.take() {
         match entry {
             Entry::Waiter(w) => w.wake(core),
             // On a closed loop the callback cannot run; it is dropped here.
             Entry::Callback(f) => {
-                let _ = lp.call_soon(*f);
+                let _ = LoopRef::from_core(core.clone()).call_soon(*f);
             }
         }
     }
@@ -933,11 +928,12 @@ mod tests {
     use super::*;
 
     /// Every pending task pays for the header: keep it small (the memory
-    /// target is 300 bytes of RSS per parked task, all included).
+    /// target is 300 bytes of RSS per parked task, all included; at 128
+    /// bytes a task with a small future fits a 224-byte malloc chunk).
     #[test]
     fn the_task_header_stays_compact() {
         assert!(
-            std::mem::size_of::<TaskHeader>() <= 120,
+            std::mem::size_of::<TaskHeader>() <= 128,
             "TaskHeader grew to {} bytes",
             std::mem::size_of::<TaskHeader>()
         );

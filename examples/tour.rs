@@ -1,5 +1,6 @@
 //! A tour of aioloop: callbacks, timers, a cancelled timer, a reader on a
-//! socket pair, a panicking callback, and `stop()` — each line printed with
+//! socket pair, a panicking callback, `stop()`; then tasks, a cancellation
+//! that the coroutine catches and cleans up after — each line printed with
 //! the loop time at which it happened.
 //!
 //! Run it with `cargo run --release --example tour`.
@@ -11,7 +12,9 @@ use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 use std::time::Duration;
 
-use aioloop::{EventLoop, ExceptionHandler, LoopError, LoopRef};
+use aioloop::{
+    create_task, sleep, CancelledError, EventLoop, ExceptionHandler, LoopError, LoopRef,
+};
 
 fn say(lp: &LoopRef, what: &str) {
     println!("[{:>7.3} s] {what}", lp.time());
@@ -112,6 +115,43 @@ fn main() -> Result<(), LoopError> {
         &r,
         &format!("run_forever returned; is_running = {}", lp.is_running()),
     );
+
+    // 7. Tasks: Rust async code run as asyncio tasks. A worker sleeps; the
+    //    main coroutine cancels it; the worker catches the CancelledError at
+    //    its `await`, cleans up (awaiting, as a `finally` block may), and
+    //    lets the cancellation propagate, so it ends cancelled.
+    let l = r.clone();
+    let outcome = lp.run_until_complete(async move {
+        let lw = l.clone();
+        let worker = create_task(async move {
+            say(&lw, "worker: started, sleeping for an hour");
+            if let Err(c) = sleep(Duration::from_secs(3600)).await {
+                say(
+                    &lw,
+                    &format!("worker: caught CancelledError({c}), cleaning up"),
+                );
+                sleep(Duration::from_millis(5)).await?;
+                say(&lw, "worker: cleanup done, re-raising");
+                return Err(c);
+            }
+            Ok::<_, CancelledError>("slept well")
+        })
+        .expect("the loop is running");
+        worker.set_name("worker");
+        sleep(Duration::from_millis(10)).await?;
+        say(&l, &format!("main: cancelling {worker:?}"));
+        worker.cancel_with("tour is over");
+        let res = (&worker).await;
+        say(
+            &l,
+            &format!(
+                "main: worker ended {res:?}; cancelled() = {}",
+                worker.cancelled()
+            ),
+        );
+        Ok::<_, CancelledError>(42)
+    })?;
+    say(&r, &format!("run_until_complete -> {outcome:?}"));
     lp.close()?;
     say(&r, &format!("closed: {lp:?}"));
     match lp.call_soon(|| {}) {

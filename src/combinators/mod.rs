@@ -2,4 +2,7 @@
 //! `sleep` (more to come: `wait_for`, `timeout`, `shield`, `gather`, `wait`,
 //! `as_completed`, `TaskGroup`).
 
+pub(crate) mod shield;
 pub(crate) mod sleep;
+pub(crate) mod timeout;
+pub(crate) mod wait_for;

@@ -515,6 +515,56 @@ fn entering_a_timeout_twice_panics_with_asyncios_text() {
 }
 
 #[test]
+fn dropping_the_run_future_disarms_the_timeout() {
+    // Leaving the scope by drop (a `select` that picked another branch)
+    // cancels the timer: nothing fires into the task later.
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    lp.run_until_complete(async {
+        let cm = timeout(secs(1));
+        {
+            let mut run = std::pin::pin!(cm.run(sleep(secs(10))));
+            std::future::poll_fn(|cx| {
+                assert!(run.as_mut().poll(cx).is_pending());
+                Poll::Ready(())
+            })
+            .await;
+            assert_eq!(cm.state(), TimeoutState::Active);
+        }
+        assert_eq!(cm.state(), TimeoutState::Finished);
+        assert_eq!(get_running_loop().unwrap().scheduled_timers(), 0);
+        sleep(secs(5)).await.unwrap(); // not cancelled at +1
+        assert_eq!(cancelling(), 0);
+    })
+    .unwrap()
+    .unwrap();
+    assert_eq!(lp.time(), 5.0);
+}
+
+#[test]
+fn dropping_the_run_future_of_an_expiring_timeout_withdraws_its_request() {
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    lp.run_until_complete(async {
+        let cm = timeout(Duration::ZERO);
+        {
+            let mut run = std::pin::pin!(cm.run(Foreign(Rc::default())));
+            std::future::poll_fn(|cx| {
+                assert!(run.as_mut().poll(cx).is_pending());
+                Poll::Ready(())
+            })
+            .await;
+            sleep(Duration::ZERO).await.unwrap_err(); // the expiry's request
+            assert_eq!(cm.state(), TimeoutState::Expiring);
+            assert_eq!(cancelling(), 1);
+        }
+        assert_eq!(cm.state(), TimeoutState::Expired);
+        assert_eq!(cancelling(), 0);
+        sleep(secs(1)).await.unwrap();
+    })
+    .unwrap()
+    .unwrap();
+}
+
+#[test]
 #[should_panic(expected = "timeout() needs a running aioloop loop")]
 fn timeout_outside_a_running_loop_panics() {
     // py3.11: asyncio.timeout(1) outside a loop: RuntimeError('no running event loop').
@@ -906,4 +956,56 @@ fn an_inner_task_done_before_the_shield_is_polled_gives_its_result() {
         })
         .unwrap();
     assert_eq!(out.unwrap(), 3);
+}
+
+// ---------------------------------------------------------------- core divergence
+
+#[test]
+#[ignore = "core divergence (src/tasks.rs, TaskWait::poll), reported to the core's owner"]
+fn core_a_pending_cancel_at_await_of_a_task_waits_for_that_task_to_finish() {
+    // py3.11: a task with a pending cancel request (`_must_cancel`) that
+    // awaits another task cancels it (`__step`: `_fut_waiter.cancel()`) and
+    // stays parked until it is done: the outer sees CancelledError at +2,
+    // after the inner's cleanup. aioloop's TaskWait cancels the inner task
+    // but returns Err(Cancelled) at once, at +0, with the inner still
+    // running its cleanup.
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let inner = lp
+        .create_task(slow_with_cleanup(Recorder::new(), 10, 2))
+        .unwrap();
+    let i = inner.clone();
+    lp.run_until_complete(async move {
+        sleep(Duration::ZERO).await.unwrap();
+        current_task().unwrap().cancel();
+        let r = (&i).await;
+        assert!(matches!(r, Err(TaskError::Cancelled(_))));
+        assert!(i.done(), "asyncio waits for the awaited task to finish");
+        assert_eq!(now(), 2.0);
+    })
+    .unwrap()
+    .unwrap();
+}
+
+#[test]
+#[ignore = "core leak (src/tasks.rs, Task::add_done_callback), reported to the core's owner"]
+fn core_closing_a_loop_drops_a_pending_task_that_has_a_done_callback() {
+    // `Task::add_done_callback` stores a closure holding a clone of the task
+    // in the task's own completion list: a cycle. Closing the loop drops the
+    // slab's reference but not that one, so the pending task's future is
+    // never dropped (its destructors, the `finally` blocks, never run).
+    // `shield` registers such a callback on its inner task (removed when
+    // the Shield is dropped, which does not help when the Shield lives in a
+    // task caught in the same state).
+    let dropped = Rc::new(Cell::new(false));
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let d = dropped.clone();
+    let t = lp.create_task(Foreign(d)).unwrap();
+    t.add_done_callback(|_| {});
+    drop(t);
+    lp.run_until_complete(sleep(secs(1))).unwrap().unwrap();
+    lp.close().unwrap();
+    assert!(
+        dropped.get(),
+        "the pending task's future was dropped at close"
+    );
 }

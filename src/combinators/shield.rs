@@ -48,21 +48,22 @@ use crate::tasks::{take_cancel_request, DoneCallbackId, Task};
 /// while the inner task goes on.
 ///
 /// ```
-/// use aioloop::{create_task, current_task, shield, sleep, EventLoop, TaskError};
+/// use aioloop::{current_task, shield, sleep, EventLoop, TaskError};
 /// use std::time::Duration;
 ///
 /// let lp = EventLoop::with_virtual_clock().unwrap();
-/// let inner = lp.run_until_complete(async {
-///     let inner = create_task(async {
-///         sleep(Duration::from_secs(2)).await.unwrap();
-///         42u32
-///     }).unwrap();
+/// let inner = lp.create_task(async {
+///     sleep(Duration::from_secs(2)).await.unwrap();
+///     42u32
+/// }).unwrap();
+/// let i = inner.clone();
+/// lp.run_until_complete(async move {
 ///     current_task().unwrap().cancel(); // as if someone cancelled us
-///     let r = shield(inner.clone()).await;
-///     assert!(matches!(r, Err(TaskError::Cancelled(_))));
+///     let r = shield(i).await;
+///     assert!(matches!(r, Err(TaskError::Cancelled(_))), "at once");
 ///     current_task().unwrap().uncancel(); // refuse it, as asyncio allows
-///     inner
 /// }).unwrap().unwrap();
+/// assert_eq!(lp.time(), 0.0);
 /// let v = lp.run_until_complete(async move { inner.await }).unwrap();
 /// assert_eq!(v.unwrap(), 42, "the inner task went on");
 /// ```

@@ -239,12 +239,18 @@ impl<E: Exception> Exception for WaitForError<E> {
 }
 
 /// Waits for `aw` to finish, at most `timeout` (asyncio's
-/// `asyncio.wait_for`); `None` waits for ever. See the [module
-/// docs](self) for the rules.
+/// `asyncio.wait_for`); `None` waits for ever. `aw` runs as its own task.
 ///
-/// On expiry the inner task is cancelled and awaited to its end — its
-/// cleanup runs, even one that awaits — then `Err(WaitForError::Timeout)` is
-/// returned. Must be awaited inside an aioloop task.
+/// - On expiry the inner task is cancelled and awaited to its end — its
+///   cleanup runs, even one that awaits — then `Err(WaitForError::Timeout)`
+///   is returned. An inner task that catches the cancellation and returns a
+///   value has that value returned, as does one already done when the
+///   expiry comes.
+/// - Cancelling the awaiting task cancels the inner one too, and gives
+///   `Err(WaitForError::Cancelled)` once it is done.
+/// - A zero timeout cancels the inner task before its first step.
+///
+/// Must be awaited inside an aioloop task.
 ///
 /// ```
 /// use aioloop::{sleep, wait_for, EventLoop, WaitForError};

@@ -56,6 +56,8 @@ pub enum LoopError {
     StoppedBeforeComplete,
     /// The operating system refused an I/O registration (for example, a closed fd).
     Io(io::Error),
+    /// `aioloop::run` was called while a loop is running on this thread.
+    RunFromRunningLoop,
 }
 
 impl fmt::Display for LoopError {
@@ -77,6 +79,9 @@ impl fmt::Display for LoopError {
                 f.write_str("Event loop stopped before Future completed.")
             }
             LoopError::Io(e) => fmt::Display::fmt(e, f),
+            LoopError::RunFromRunningLoop => {
+                f.write_str("asyncio.run() cannot be called from a running event loop")
+            }
         }
     }
 }

@@ -95,3 +95,10 @@ pub use futures::{Future, FutureWait};
 pub use tasks::{
     all_tasks, create_task, current_task, AsTask, DoneCallbackId, Task, TaskRef, TaskWait, WaitDone,
 };
+
+// comb-a exports
+mod run;
+pub use combinators::shield::{shield, Shield};
+pub use combinators::timeout::{timeout, timeout_at, Timeout, TimeoutState, TimeoutStateError};
+pub use combinators::wait_for::{wait_for, IntoTask, WaitForError};
+pub use run::{run, run_with, RunResult};

@@ -3,3 +3,8 @@
 //! `as_completed`, `TaskGroup`).
 
 pub(crate) mod sleep;
+
+// comb-a
+pub(crate) mod shield;
+pub(crate) mod timeout;
+pub(crate) mod wait_for;

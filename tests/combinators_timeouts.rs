@@ -26,7 +26,7 @@ fn now() -> f64 {
     get_running_loop().unwrap().time()
 }
 
-fn cancelling() -> u32 {
+fn cancelling() -> u16 {
     current_task().unwrap().cancelling()
 }
 

@@ -224,7 +224,7 @@ struct Shared {
 struct Scope {
     task: TaskRef,
     lp: LoopRef,
-    cancelling: u32,
+    cancelling: u16,
 }
 
 enum Handler {

@@ -404,6 +404,14 @@ where
     fn task_header(&self) -> Option<&TaskHeader> {
         Some(&self.header)
     }
+    fn abandon(&self) {
+        // The loop closes with this task pending: drop its future (its
+        // destructors are the coroutine's `finally` blocks) and its
+        // completion list, whose done callbacks may hold handles to the
+        // task itself — a cycle nothing else would break.
+        self.drop_future();
+        drop(self.header.completion.take());
+    }
 }
 
 impl<F: StdFuture + 'static> TaskObj<OkOf<F>, ErrOf<F>> for TaskCell<F>
@@ -869,12 +877,15 @@ impl<T: 'static, E: 'static, H: AsTask<T, E> + Unpin> StdFuture for TaskWait<T, 
             return Poll::Ready(this.task.outcome());
         }
         if let Some(c) = take_cancel_request() {
-            // asyncio cancels the awaited task with the awaiting one.
-            h.cancel(c.message().map(str::to_owned));
-            if let Some(k) = this.key.take() {
-                h.completion.unregister(k);
+            // asyncio (`__step`: `_fut_waiter.cancel()`): cancel the awaited
+            // task and stay parked until it is done; its outcome — cancelled,
+            // or a result if it refuses — is what this await returns.
+            if !h.cancel(c.message().map(str::to_owned)) {
+                if let Some(k) = this.key.take() {
+                    h.completion.unregister(k);
+                }
+                return Poll::Ready(Err(TaskError::Cancelled(c)));
             }
-            return Poll::Ready(Err(TaskError::Cancelled(c)));
         }
         match poll_task_done(h, &mut this.key, cx) {
             Poll::Ready(_) => Poll::Ready(this.task.outcome()),

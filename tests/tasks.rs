@@ -277,3 +277,37 @@ fn closing_a_loop_drops_pending_tasks_and_their_futures() {
     lp.close().unwrap();
     assert_eq!(Rc::strong_count(&witness), 1);
 }
+
+/// Pending forever; records being dropped.
+struct DropFlag(Rc<Cell<bool>>);
+impl StdFuture for DropFlag {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        Poll::Pending
+    }
+}
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.set(true);
+    }
+}
+
+#[test]
+fn closing_the_loop_drops_a_pending_task_even_when_its_done_callback_holds_it() {
+    // A done callback captures a handle to its own task: a cycle through
+    // the task's completion list. close() must still drop the future.
+    let dropped = Rc::new(Cell::new(false));
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let t = lp.create_task(DropFlag(dropped.clone())).unwrap();
+    t.add_done_callback(|_| {});
+    drop(t);
+    lp.run_until_complete(sleep(Duration::from_secs(1)))
+        .unwrap()
+        .unwrap();
+    assert!(!dropped.get());
+    lp.close().unwrap();
+    assert!(
+        dropped.get(),
+        "the pending task's future was dropped at close"
+    );
+}

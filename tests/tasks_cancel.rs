@@ -211,3 +211,41 @@ fn cleanup_after_a_caught_cancellation_can_still_await() {
     assert_eq!(rec.take(), ["cleaning up", "cleaned up"]);
     assert_eq!(lp.time(), 3.0);
 }
+
+#[test]
+fn a_pending_cancel_at_the_await_of_a_task_cancels_it_and_waits_for_it() {
+    // py3.11: a task with a pending cancel request that awaits another task
+    // cancels it (`_fut_waiter.cancel()`) and stays parked until that task
+    // has finished its cleanup (+2 s here); the await then raises.
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let rec = Recorder::new();
+    let r = rec.clone();
+    let inner = lp
+        .create_task(async move {
+            match sleep(secs(10)).await {
+                Ok(()) => Ok("finished"),
+                Err(c) => {
+                    r.push("inner cleanup".to_owned());
+                    sleep(secs(2)).await?;
+                    Err(c)
+                }
+            }
+        })
+        .unwrap();
+    let i = inner.clone();
+    let out = lp
+        .run_until_complete(async move {
+            sleep(Duration::ZERO).await.unwrap();
+            current_task().unwrap().cancel();
+            let res = (&i).await;
+            (
+                res.is_err_and(|e| e.is_cancelled()),
+                i.done(),
+                aioloop::get_running_loop().unwrap().time(),
+            )
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(out, (true, true, 2.0));
+    assert_eq!(rec.take(), ["inner cleanup"]);
+}

@@ -41,6 +41,8 @@ pub(crate) trait Invoke {
     fn task_header(&self) -> Option<&crate::tasks::TaskHeader> {
         None
     }
+    /// The loop is closing with this task pending: release what it holds.
+    fn abandon(&self) {}
 }
 
 /// A callback that runs once (`call_soon`, `call_later`).
@@ -180,6 +182,11 @@ impl Handle {
     #[inline]
     pub fn cancelled(&self) -> bool {
         self.inner.cancelled.get()
+    }
+
+    /// Releases a pending task's future and callbacks (the loop is closing).
+    pub(crate) fn abandon(&self) {
+        self.inner.callback.abandon()
     }
 
     /// Where the callback was scheduled (`call_soon`'s caller).

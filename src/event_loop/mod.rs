@@ -538,6 +538,9 @@ impl LoopRef {
             self.core.io.borrow_mut().take_all(&mut reactor)
         };
         // Dropped here, with no borrow held: their destructors are user code.
+        for t in &tasks {
+            t.abandon();
+        }
         drop(tasks);
         drop(ready);
         drop(timers);

@@ -94,3 +94,10 @@ pub use futures::{Future, FutureWait};
 pub use tasks::{
     all_tasks, create_task, current_task, AsTask, DoneCallbackId, Task, TaskRef, TaskWait, WaitDone,
 };
+
+// comb-b exports
+pub use combinators::gather::{create_tasks, gather, Gather, GatherAll};
+pub use combinators::task_group::{TaskGroup, TaskGroupError, TaskGroupStateError};
+pub use combinators::wait::{
+    as_completed, wait, AsCompleted, AsCompletedError, CompletedItem, DonePending, ReturnWhen, Wait,
+};

@@ -207,7 +207,7 @@ fn cancelling_the_task_awaiting_gather_cancels_every_child() {
         let k1 = spawn_with_cleanup("k1", 3, &r);
         let k2 = spawn_with_cleanup("k2", 1, &r);
         let g = gather([k1.clone(), k2]);
-        let awaiting = create_task(async move { g.await }).unwrap();
+        let awaiting = create_task(g).unwrap();
         sleep(secs(1)).await.unwrap();
         awaiting.cancel_with("bye");
         let out = awaiting.await;
@@ -246,7 +246,7 @@ fn cancelling_a_return_exceptions_gather_waits_for_every_child() {
             spawn_with_cleanup("r2", 1, &r),
         ])
         .return_exceptions();
-        let awaiting = create_task(async move { g.await }).unwrap();
+        let awaiting = create_task(g).unwrap();
         sleep(secs(1)).await.unwrap();
         awaiting.cancel();
         let out = awaiting.await;

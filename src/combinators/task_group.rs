@@ -569,7 +569,7 @@ impl<E> TaskGroupError<E> {
     }
 }
 
-impl<E: fmt::Display> fmt::Display for TaskGroupError<E> {
+impl<E> fmt::Display for TaskGroupError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TaskGroupError::Failed(errors) => {
@@ -583,7 +583,7 @@ impl<E: fmt::Display> fmt::Display for TaskGroupError<E> {
     }
 }
 
-impl<E: fmt::Debug + fmt::Display> std::error::Error for TaskGroupError<E> {}
+impl<E: fmt::Debug> std::error::Error for TaskGroupError<E> {}
 
 impl<E: Exception> Exception for TaskGroupError<E> {
     fn as_cancelled(&self) -> Option<&CancelledError> {

@@ -102,3 +102,9 @@ pub use combinators::shield::{shield, Shield};
 pub use combinators::timeout::{timeout, timeout_at, Timeout, TimeoutState, TimeoutStateError};
 pub use combinators::wait_for::{wait_for, IntoTask, WaitForError};
 pub use run::{run, run_with, RunResult};
+// comb-b exports
+pub use combinators::gather::{create_tasks, gather, Gather, GatherAll};
+pub use combinators::task_group::{TaskGroup, TaskGroupError, TaskGroupStateError};
+pub use combinators::wait::{
+    as_completed, wait, AsCompleted, AsCompletedError, CompletedItem, DonePending, ReturnWhen, Wait,
+};

@@ -1,10 +1,24 @@
-//! asyncio's high-level awaitables, built on tasks and loop futures:
-//! `sleep` (more to come: `wait_for`, `timeout`, `shield`, `gather`, `wait`,
-//! `as_completed`, `TaskGroup`).
+//! asyncio's high-level awaitables, built on tasks and loop futures.
+//!
+//! | asyncio | module |
+//! |---|---|
+//! | `asyncio.sleep` | `sleep` |
+//! | `asyncio.wait_for` | `wait_for` |
+//! | `asyncio.timeout`, `timeout_at` | `timeout` |
+//! | `asyncio.shield` | `shield` |
+//! | `asyncio.gather` | `gather` |
+//! | `asyncio.wait`, `as_completed` | `wait` |
+//! | `asyncio.TaskGroup` | `task_group` |
+//!
+//! Each is a cancellation point (it starts its `poll` with the current
+//! task's pending cancel request, see `docs/CANCELLATION.md`), and each
+//! releases its timers and registrations when dropped.
 
-pub(crate) mod sleep;
-
-// comb-a
+pub(crate) mod done_queue;
+pub(crate) mod gather;
 pub(crate) mod shield;
+pub(crate) mod sleep;
+pub(crate) mod task_group;
 pub(crate) mod timeout;
+pub(crate) mod wait;
 pub(crate) mod wait_for;

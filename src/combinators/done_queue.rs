@@ -1,0 +1,173 @@
+//! The plumbing shared by `gather`, `wait` and `as_completed`: learning, in
+//! order, which of several tasks completed.
+//!
+//! asyncio's three functions each add one done callback to every child
+//! (`_done_callback`, `_on_completion`) and, for a timeout, one
+//! `call_later` timer; the callbacks run through the ready queue, one
+//! iteration after the child completes, and wake the waiting coroutine.
+//! [`DoneQueue`] does exactly that: each child's done callback and the timer
+//! append an [`Event`] to one shared FIFO and wake the waiting task; the
+//! combinator pops the events in the order they happened.
+//!
+//! # Invariants
+//!
+//! - Events are popped in the order the callbacks ran: completion order,
+//!   with the timeout at its place among the completions (`as_completed`
+//!   relies on it to tell a result from a timeout).
+//! - Registration is lazy (first poll), as asyncio's: the callbacks and the
+//!   timer exist only while somebody awaits.
+//! - Dropping the queue removes every callback not yet run and cancels the
+//!   timer: an abandoned `gather`/`wait` leaves nothing behind on the
+//!   children, and a callback already on the ready queue finds a closed
+//!   queue and wakes nobody.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::task::{Context, Waker};
+use std::time::Duration;
+
+use crate::event_loop::{get_running_loop, TimerHandle};
+use crate::tasks::Task;
+use crate::waiters::DoneCallbackId;
+
+/// Something that happened to the watched tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// The child at this index completed.
+    Done(usize),
+    /// The timeout passed.
+    Timeout,
+}
+
+#[derive(Default)]
+struct Shared {
+    events: RefCell<VecDeque<Event>>,
+    waker: RefCell<Option<Waker>>,
+    closed: Cell<bool>,
+}
+
+impl Shared {
+    fn push(&self, ev: Event) {
+        if self.closed.get() {
+            return;
+        }
+        self.events.borrow_mut().push_back(ev);
+        // Cloned out so that no borrow is held while a foreign waker runs.
+        let waker = self.waker.borrow().clone();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+/// The children of a combinator, their done callbacks and its timer.
+pub(crate) struct DoneQueue<T: 'static, E: 'static> {
+    tasks: Vec<Task<T, E>>,
+    callbacks: Vec<Option<DoneCallbackId>>,
+    shared: Rc<Shared>,
+    timer: Option<TimerHandle>,
+    started: bool,
+}
+
+impl<T: 'static, E: 'static> DoneQueue<T, E> {
+    pub(crate) fn new(tasks: Vec<Task<T, E>>) -> Self {
+        DoneQueue {
+            tasks,
+            callbacks: Vec::new(),
+            shared: Rc::default(),
+            timer: None,
+            started: false,
+        }
+    }
+
+    pub(crate) fn tasks(&self) -> &[Task<T, E>] {
+        &self.tasks
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Registers the done callbacks and, with a timeout, the timer; does
+    /// nothing after the first call.
+    ///
+    /// A timeout needs the running loop (as `sleep` does): polled outside
+    /// one, this panics with the same message.
+    pub(crate) fn start(&mut self, timeout: Option<Duration>) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        self.callbacks = self
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let shared = self.shared.clone();
+                Some(t.add_done_callback(move |_| shared.push(Event::Done(i))))
+            })
+            .collect();
+        if let Some(delay) = timeout {
+            let lp = get_running_loop()
+                .expect("a timeout must be awaited inside a running aioloop loop");
+            let shared = self.shared.clone();
+            self.timer = lp
+                .call_later(delay, move || shared.push(Event::Timeout))
+                .ok();
+        }
+    }
+
+    /// The next event, if any; the done callback of a `Done` child is
+    /// known to have run.
+    pub(crate) fn pop(&mut self) -> Option<Event> {
+        let ev = self.shared.events.borrow_mut().pop_front()?;
+        if let Event::Done(i) = ev {
+            self.callbacks[i] = None;
+        }
+        Some(ev)
+    }
+
+    /// Remembers the waker to wake on the next event.
+    pub(crate) fn park(&self, cx: &Context<'_>) {
+        let mut slot = self.shared.waker.borrow_mut();
+        match slot.as_ref() {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => *slot = Some(cx.waker().clone()),
+        }
+    }
+
+    /// Stops watching: removes the callbacks not yet run, cancels the timer
+    /// and drops the waker. Events already queued stay poppable.
+    pub(crate) fn stop(&mut self) {
+        self.shared.closed.set(true);
+        self.shared.waker.borrow_mut().take();
+        for (t, id) in self.tasks.iter().zip(self.callbacks.iter_mut()) {
+            if let Some(id) = id.take() {
+                t.remove_done_callback(id);
+            }
+        }
+        if let Some(timer) = self.timer.take() {
+            timer.cancel();
+        }
+    }
+
+    /// Stops watching a single child (its completion no longer matters).
+    pub(crate) fn forget(&mut self, i: usize) {
+        if let Some(id) = self.callbacks.get_mut(i).and_then(Option::take) {
+            self.tasks[i].remove_done_callback(id);
+        }
+    }
+
+    /// Stops and gives the children back.
+    pub(crate) fn into_tasks(mut self) -> Vec<Task<T, E>> {
+        self.stop();
+        std::mem::take(&mut self.tasks)
+    }
+}
+
+impl<T: 'static, E: 'static> Drop for DoneQueue<T, E> {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

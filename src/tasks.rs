@@ -347,18 +347,24 @@ where
         match poll {
             Ok(Poll::Ready(out)) => {
                 self.drop_future();
-                if h.must_cancel.get() {
-                    // Cancelled during the step that completed it: asyncio's
-                    // `_must_cancel` at StopIteration.
-                    self.finish_cancelled();
-                    return;
-                }
                 let result = match out.into_result() {
+                    // Cancelled during the step that returned normally:
+                    // asyncio's `_must_cancel` at StopIteration.
+                    Ok(_) if h.must_cancel.get() => {
+                        self.finish_cancelled();
+                        return;
+                    }
                     Ok(v) => Ok(v),
-                    Err(e) => match e.as_cancelled() {
-                        Some(c) => Err(TaskError::Cancelled(c.clone())),
-                        None => Err(TaskError::Exception(e)),
-                    },
+                    // A raised exception wins over a pending request, as in
+                    // `__step` (`set_exception`); a raised cancellation ends
+                    // the task cancelled either way.
+                    Err(e) => {
+                        h.must_cancel.set(false);
+                        match e.as_cancelled() {
+                            Some(c) => Err(TaskError::Cancelled(c.clone())),
+                            None => Err(TaskError::Exception(e)),
+                        }
+                    }
                 };
                 self.finish(result);
             }
@@ -648,6 +654,13 @@ impl<T: 'static, E: 'static> Task<T, E> {
         self.header().is_done()
     }
 
+    /// True if the task ended with an exception: an `Err` output or a panic
+    /// (asyncio: `done() and not cancelled() and exception() is not None`,
+    /// asked without retrieving anything).
+    pub fn failed(&self) -> bool {
+        self.header().state.get() == TaskState::Failed
+    }
+
     /// The task's name; `Task-N` unless set.
     pub fn get_name(&self) -> String {
         self.header().name()
@@ -753,6 +766,10 @@ impl TaskRef {
     /// See [`Task::cancelled`].
     pub fn cancelled(&self) -> bool {
         self.header().state.get() == TaskState::Cancelled
+    }
+    /// See [`Task::failed`].
+    pub fn failed(&self) -> bool {
+        self.header().state.get() == TaskState::Failed
     }
     /// See [`Task::get_name`].
     pub fn get_name(&self) -> String {

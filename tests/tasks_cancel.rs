@@ -249,3 +249,19 @@ fn a_pending_cancel_at_the_await_of_a_task_cancels_it_and_waits_for_it() {
     assert_eq!(out, (true, true, 2.0));
     assert_eq!(rec.take(), ["inner cleanup"]);
 }
+
+#[test]
+fn a_task_that_cancels_itself_then_raises_ends_failed() {
+    // asyncio's __step: a raised exception is set_exception even with
+    // _must_cancel set; only a normal return turns into a cancellation.
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let t = lp
+        .create_task(async {
+            current_task().unwrap().cancel();
+            Err::<(), _>("raised".to_owned())
+        })
+        .unwrap();
+    lp.run_until_complete(sleep(secs(1))).unwrap().unwrap();
+    assert!(t.failed() && !t.cancelled());
+    assert!(matches!(t.result(), Err(TaskError::Exception(ref e)) if e == "raised"));
+}

@@ -120,7 +120,7 @@ impl<T: 'static, E: 'static> StdFuture for Wait<T, E> {
                     release |= this.completed == n
                         || match this.return_when {
                             ReturnWhen::FirstCompleted => true,
-                            ReturnWhen::FirstException => failed(&q.tasks()[i]),
+                            ReturnWhen::FirstException => q.tasks()[i].failed(),
                             ReturnWhen::AllCompleted => false,
                         };
                 }
@@ -137,18 +137,6 @@ impl<T: 'static, E: 'static> StdFuture for Wait<T, E> {
         q.park(cx);
         Poll::Pending
     }
-}
-
-/// Whether a done task failed (an exception or a panic), leaving its
-/// outcome in place.
-///
-/// The core offers no such accessor yet: `exception()` needs `T: Clone`,
-/// and taking the outcome would steal it from the caller who gets the
-/// handle back. asyncio's repr, which `tasks.rs` prints, names exactly this
-/// state, so it is read from there until the core exposes it; the
-/// `FirstException` tests pin it.
-fn failed<T, E>(t: &Task<T, E>) -> bool {
-    format!("{t:?}").starts_with("<Task finished (failed) ")
 }
 
 /// Iterates over `tasks` in completion order (asyncio's

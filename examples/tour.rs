@@ -1,7 +1,7 @@
 //! A tour of aioloop: callbacks, timers, a cancelled timer, a reader on a
 //! socket pair, a panicking callback, `stop()`; then tasks, a cancellation
-//! that the coroutine catches and cleans up after — each line printed with
-//! the loop time at which it happened.
+//! that the coroutine catches and cleans up after, and a `gather` — each
+//! line printed with the loop time at which it happened.
 //!
 //! Run it with `cargo run --release --example tour`.
 
@@ -13,7 +13,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use aioloop::{
-    create_task, sleep, CancelledError, EventLoop, ExceptionHandler, LoopError, LoopRef,
+    create_task, gather, sleep, CancelledError, EventLoop, ExceptionHandler, LoopError, LoopRef,
 };
 
 fn say(lp: &LoopRef, what: &str) {
@@ -149,6 +149,23 @@ fn main() -> Result<(), LoopError> {
                 worker.cancelled()
             ),
         );
+
+        // 8. gather: results in the order of the inputs, whatever order the
+        //    children finish in.
+        let mut children = Vec::new();
+        for (name, ms) in [("slow", 30u64), ("fast", 10), ("medium", 20)] {
+            let lc = l.clone();
+            children.push(
+                create_task(async move {
+                    sleep(Duration::from_millis(ms)).await?;
+                    say(&lc, &format!("gather child {name} done after {ms} ms"));
+                    Ok::<_, CancelledError>(name)
+                })
+                .expect("the loop is running"),
+            );
+        }
+        let names = gather(children).await;
+        say(&l, &format!("main: gather -> {names:?} (input order)"));
         Ok::<_, CancelledError>(42)
     })?;
     say(&r, &format!("run_until_complete -> {outcome:?}"));

@@ -30,6 +30,10 @@
 //! | handles, ready queue | `event_loop::handle`, `event_loop::ready` | callbacks | `Handle`, `_ready` |
 //! | fd table | `event_loop::io` | which callback serves which fd | selector key data |
 //! | the loop | [`EventLoop`], [`LoopRef`] | all of the above | `BaseEventLoop` |
+//! | remote side | `remote` | injected wakes from other threads | the self-pipe |
+//! | task slab, wakers | `task_slab` | task ids, aioloop's waker vtable | — |
+//! | futures, tasks | [`Future`], [`Task`], `outcome`, `waiters` | steps, cancellation, waiters | `Future`, `Task` |
+//! | combinators | `combinators` | sleep, wait_for, timeout, shield, gather, wait, TaskGroup | `tasks.py`, `timeouts.py`, `taskgroups.py` |
 //!
 //! The lower layers never reach up: the reactor knows nothing of callbacks,
 //! the wheel nothing of clocks (`tests/layering.rs` keeps it so).
@@ -48,6 +52,10 @@
 //! 5. `src/event_loop/handle.rs` and `ready.rs` — what phase 5 (`run_ready`) runs;
 //! 6. `src/event_loop/exceptions.rs` — where a panicking callback ends up.
 //!
+//! Then one task step: `src/tasks.rs` (`TaskCell::step`, the cancellation
+//! protocol), `src/task_slab/mod.rs` (the waker and how a wake reaches the
+//! ready queue), `src/waiters.rs` (who waits on what), `src/futures.rs`.
+//!
 //! ## asyncio → aioloop
 //!
 //! | asyncio | aioloop |
@@ -63,8 +71,11 @@
 //! | `add_reader`, `add_writer`, `remove_reader`, `remove_writer` | same names, on raw fds |
 //! | `set_exception_handler`, `call_exception_handler`, `default_exception_handler` | same names; the context is [`ExceptionContext`] |
 //! | `RuntimeError('Event loop is closed')` … | [`LoopError`], same texts |
+//! | `Future`, `Task`, `create_task`, `run_until_complete`, `asyncio.run` | [`Future`], [`Task`], [`create_task`], [`LoopRef::run_until_complete`], [`run`] |
+//! | `CancelledError` at an `await`; `cancel`, `cancelling`, `uncancel` | `Err(`[`CancelledError`]`)` at aioloop awaitables; same names |
+//! | `sleep`, `wait_for`, `timeout`, `shield`, `gather`, `wait`, `as_completed`, `TaskGroup` | same names |
 //!
-//! The full table, with what is still to come (tasks, the thread-safe door,
+//! The full table, with what is still to come (the thread-safe door,
 //! synchronization primitives, debug mode), is `docs/ASYNCIO_MAPPING.md`.
 
 #![deny(unsafe_op_in_unsafe_fn)]

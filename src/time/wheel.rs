@@ -17,66 +17,110 @@
 //! * tokio keeps a hierarchical timing wheel, the design of Varghese & Lauck, "Hashed and
 //!   Hierarchical Timing Wheels: Data Structures for the Efficient Implementation of a Timer
 //!   Facility" (SOSP 1987): O(1) insert and cancel, and each timer moves down at most once per
-//!   level before it fires.
+//!   level before it fires. Its slots are intrusive linked lists.
 //!
 //! This wheel follows tokio's level/slot arithmetic, but keeps asyncio's exact semantics: a
 //! timer never fires before its deadline and equal deadlines fire in insertion order. Exactness
-//! does not come from the tick; it comes from a small heap (the *due set*) that holds only the
-//! timers of the current tick, so the heap stays tiny while the wheel holds the million others.
+//! does not come from the tick; it comes from the *due set*, which holds only the timers of the
+//! current tick in exact order, while the wheel holds the million others.
+//!
+//! Unlike tokio, a slot is not a linked list but a vector of compact 24-byte *records*
+//! `(deadline, seq, index, generation)`, and the values stay put in a slab. Moving a timer down a
+//! level then reads one vector sequentially and appends to another, touching neither the value
+//! nor its neighbours, where a linked list costs a cache miss per timer (and one more for the
+//! old head of the target list) once the timers no longer fit in cache. Cancellation borrows
+//! asyncio's idea: the value leaves the slab at once, and its record stays behind as a
+//! *tombstone*, recognised and dropped later; unlike asyncio, tombstones are counted per slot and
+//! a slot is compacted as soon as they are more than twice its live records.
+//!
+//! Firing is where the time goes once the timers outgrow the cache: each fired entry's slab slot
+//! and whatever its value points to were last touched when it was scheduled. Entries enter the
+//! due set a tick at a time, up to 1 ms before they fire, so the wheel touches their slab slots
+//! then, all together, and [`TimerWheel::advance`] shows the caller their values so that it can
+//! do the same for what they point to: the cache misses of a tick overlap instead of stalling
+//! one after another.
 //!
 //! # The constants
 //!
 //! * [`TICK_NS`] = 1 ms. epoll's timeout has millisecond resolution, so a finer wheel would only
 //!   make more cascades without waking the loop more precisely. Sub-tick ordering is exact anyway,
-//!   because entries of the current tick are ordered by the due heap on their full deadline.
+//!   because the due set orders entries of the current tick on their full deadline.
 //! * [`SLOTS`] = 64 per level, so one `u64` per level is an occupancy bitmap and finding the next
 //!   occupied slot is a single `trailing_zeros`.
 //! * [`LEVELS`] = 6, so the wheel spans 64^6 ticks = 2^36 ms, about 2.18 years. An entry farther
 //!   away than that from the wheel's current time (more exactly: in a later 2^36-tick *epoch*)
-//!   goes to an overflow list, which is re-examined only when time reaches its earliest epoch, so
-//!   any deadline up to `u64::MAX` works.
+//!   goes to an overflow vector, which is re-examined only when time reaches its earliest epoch,
+//!   so any deadline up to `u64::MAX` works.
+//! * `MAX_DEAD_PER_LIVE` = 2: a slot is compacted when its tombstones are more than twice its
+//!   live records. Compacting checks every record against the slab, one likely cache miss each,
+//!   so a looser bound makes it rarer (1.5 slab reads per removal, amortized, against 2 for a
+//!   bound of 1), and a slot with half its timers cancelled, a common case, is never compacted
+//!   at all; records stay within 3 per live timer.
+//! * `KEEP_CAPACITY` = 64 records: the due set gives back buffers larger than that when it
+//!   empties, and a thrifty slot keeps at least that much (see invariant 7).
 //!
 //! # Invariants
 //!
 //! Let `elapsed` be the wheel's current tick (the tick of the largest `now` seen) and, for an
-//! entry, `tick = deadline / TICK_NS`.
+//! entry, `tick = deadline / TICK_NS`. A record is *live* if the slab slot at its index holds an
+//! entry with its `seq` (sequence numbers are never reused), and a *tombstone* otherwise.
 //!
-//! 1. An entry with `tick <= elapsed` is in the **due set**, a `BinaryHeap` of
-//!    `Reverse((deadline, seq, index, generation))`. `pop_expired` pops from it while
-//!    `deadline <= now`, so it never fires early and orders exactly within a tick.
-//! 2. An entry with `tick > elapsed` in the same epoch as `elapsed` is in wheel slot
-//!    `(level, (tick >> 6 * level) % 64)`, where `level` is the index of the highest 6-bit digit in
-//!    which `tick` and `elapsed` differ (tokio's rule). Hence at every level an occupied slot is
-//!    strictly after `elapsed`'s own digit, the slots of a lower level all start before those of a
-//!    higher one, and the lowest occupied slot of the lowest occupied level holds the earliest
-//!    wheel entries. No bitmap rotation is ever needed.
-//! 3. An entry in a later epoch is on the **overflow** list; `overflow_floor` is a lower bound on
-//!    (and, until a removal, equal to) the earliest overflow deadline.
-//! 4. `slot_min[level][slot]` is a lower bound on (and, until a removal from that slot, equal to)
-//!    the earliest deadline in that slot; it is `u64::MAX` for an empty slot.
-//! 5. The top of the due heap is always a live entry. Removing a due entry leaves a tombstone
-//!    (its generation and sequence number no longer match the slab); tombstones are popped as soon
-//!    as they reach the top, the heap is rebuilt without them whenever they outnumber the live
-//!    entries in it, and it is cleared when it holds no live entry, so its size is O(live).
+//! 1. The record of an entry with `tick <= elapsed` is in the **due set**: either in the **run**,
+//!    a vector sorted on `(deadline, seq)` consumed from its front, or in a small **heap**
+//!    (`BinaryHeap` of `Reverse(record)`) that takes the entries inserted already due that
+//!    cannot be appended to the run. Entries reach the run from the wheel one tick at a time,
+//!    in increasing ticks, each tick's records sorted once; every entry already due has an
+//!    earlier tick, so appending keeps the run sorted. `pop_expired` takes the smaller of the
+//!    two fronts while its deadline is `<= now`, so it never fires early and orders exactly.
+//! 2. The record of an entry with `tick > elapsed` in the same epoch as `elapsed` is in wheel
+//!    slot `(level, (tick >> 6 * level) % 64)`, where `level` is the index of the highest 6-bit
+//!    digit in which `tick` and `elapsed` differ (tokio's rule). Hence at every level an occupied
+//!    slot is strictly after `elapsed`'s own digit, the slots of a lower level all start before
+//!    those of a higher one, and the lowest occupied slot of the lowest occupied level holds the
+//!    earliest wheel entries. No bitmap rotation is ever needed. Because the place of a record
+//!    is a function of its deadline and `elapsed`, `remove` finds the slot of an entry from the
+//!    entry's deadline, and records never write back to the slab when they move.
+//! 3. The record of an entry in a later epoch is in the **overflow** vector.
+//! 4. Every slot (and the overflow vector) keeps `min`, a lower bound on (and, until a removal
+//!    from that slot, equal to) its earliest deadline, `u64::MAX` when empty, and `dead`, the
+//!    exact number of tombstones among its records. After every operation
+//!    `dead <= MAX_DEAD_PER_LIVE * live` for each of them: a removal that breaks this compacts
+//!    the slot. A slot's occupancy bit is set exactly when it holds a record. A cascade drops
+//!    the tombstones of the slot it empties, so records in the due set or in lower slots come
+//!    from live entries (the due set gets tombstones only by removals of due entries).
+//! 5. The fronts of the run and of the heap are live records. Tombstones in the due set are
+//!    popped as soon as they reach a front, the due set is rebuilt without them whenever they
+//!    outnumber its live records, and it is cleared when it holds no live record. The consumed
+//!    front of the run is cut off once it is half the run. So every container is O(live).
 //! 6. Every entry lives in one slab slot; free slots form a singly linked free list and carry the
 //!    generation the next occupant will get, so a [`TimerKey`] of a removed or fired entry is
 //!    stale forever (modulo 2^32 reuses of the same slot).
+//! 7. Slot buffers keep their capacity when a cascade or compaction empties them, so that a
+//!    wheel refilling at the same level allocates nothing, as long as their total capacity
+//!    (`buffered`) is at most twice the slab's length (the peak number of timers) plus
+//!    `KEEP_CAPACITY` per slot. Beyond that the wheel is *thrifty*: a slot emptied by a cascade
+//!    frees its buffer and a compacted one gives back its slack.
 //!
 //! # Complexity
 //!
-//! * `insert`: O(1) (amortized slab growth); O(log d) if the deadline is already due, d being the
-//!   size of the due set (the entries of the current millisecond).
-//! * `remove`: O(1) for an entry in the wheel or the overflow list; amortized O(log d) for one in
-//!   the due set.
+//! * `insert`: amortized O(1) (slab and slot growth); O(log h) if the deadline is already due and
+//!   earlier than the last entry of the run, h being the size of the heap.
+//! * `remove`: amortized O(1): a compaction costs O(slot length) but follows at least as many
+//!   removals from that slot; amortized O(log h) for an entry in the due set.
 //! * `next_wakeup`: O(LEVELS) with the occupancy bitmaps.
-//! * `pop_expired`: O(log d) per fired entry plus the cascades, each entry being moved at most
-//!   once per level; crossing into a new 2.18-year epoch costs O(overflow length).
-//! * Memory: one slab entry and one link pair per timer (40 + 8 bytes for a two-word `T`), plus
-//!   a few kilobytes of slot heads and minima, plus 24 bytes per due-set item.
+//! * `pop_expired`: O(1) per fired entry from the run, O(log h) from the heap, plus the
+//!   cascades, each record being moved at most once per level, and a sort of each tick's records
+//!   (O(k log k) for k entries due in the same tick); crossing into a new 2.18-year epoch costs
+//!   O(overflow length).
+//! * Memory: one slab entry per timer (40 bytes for a two-word `T`) and one 24-byte record, plus
+//!   at most two tombstones per live record in the slots (and one in the due set); the slab and
+//!   the slot buffers are sized by the peak number of timers (invariant 7), plus the slot
+//!   headers (40 bytes each).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fmt;
+use std::num::NonZeroU64;
 
 /// Length of one wheel tick in nanoseconds (1 ms).
 pub const TICK_NS: u64 = 1_000_000;
@@ -89,8 +133,12 @@ pub const LEVELS: usize = 6;
 const SLOT_BITS: u32 = 6;
 /// Ticks spanned by the whole wheel, as a power of two: entries in a later epoch overflow.
 const EPOCH_BITS: u32 = SLOT_BITS * LEVELS as u32;
-/// Null link for the intrusive lists, so links fit in a `u32`.
+/// End of the slab's free list.
 const NONE: u32 = u32::MAX;
+/// Tombstones a slot may hold per live record before it is compacted (see the module docs).
+const MAX_DEAD_PER_LIVE: usize = 2;
+/// Largest record buffer a slot keeps once a cascade empties it (see the module docs).
+const KEEP_CAPACITY: usize = 64;
 
 const _: () = assert!(SLOTS == 1 << SLOT_BITS && SLOTS <= 64);
 
@@ -104,48 +152,14 @@ pub struct TimerKey {
     generation: u32,
 }
 
-/// Where an entry is, so that `remove` can unlink it in O(1). The slot is not stored: it is a
-/// function of the deadline and the level. A fieldless enum leaves the compiler a niche in which
-/// to encode `Slot::Vacant`, which keeps a slab slot at 40 bytes for a two-word `T`.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-#[repr(u8)]
-enum Loc {
-    Level0 = 0,
-    Level1 = 1,
-    Level2 = 2,
-    Level3 = 3,
-    Level4 = 4,
-    Level5 = 5,
-    Overflow,
-    Due,
-}
-
-const LEVEL_LOCS: [Loc; LEVELS] = [
-    Loc::Level0,
-    Loc::Level1,
-    Loc::Level2,
-    Loc::Level3,
-    Loc::Level4,
-    Loc::Level5,
-];
-
 struct Entry<T> {
     deadline: u64,
-    /// Global insertion counter: breaks deadline ties, and tells tombstones apart exactly.
-    seq: u64,
+    /// Global insertion counter, from 1: breaks deadline ties and tells a record whether it is
+    /// still this entry's. Non-zero so that `Slot::Vacant` fits in its niche, which keeps a slab
+    /// slot at 40 bytes for a two-word `T`.
+    seq: NonZeroU64,
     value: T,
     generation: u32,
-    loc: Loc,
-}
-
-/// The list links of the entry at the same slab index. They live in their own dense array
-/// because cascading a slot is a pointer chase: with 8-byte links the chase stays in cache (or at
-/// least in fewer cache lines), and the loads of the entries themselves no longer depend on each
-/// other, so the CPU can overlap their cache misses.
-#[derive(Copy, Clone)]
-struct Link {
-    prev: u32,
-    next: u32,
 }
 
 enum Slot<T> {
@@ -153,9 +167,71 @@ enum Slot<T> {
     Vacant { next_free: u32, generation: u32 },
 }
 
-/// `Reverse((deadline, seq, index, generation))`: a min-heap on `(deadline, seq)`; the index and
-/// generation let a popped item find its entry or recognise itself as a tombstone.
-type DueItem = Reverse<(u64, u64, u32, u32)>;
+/// Where an entry waits, without its value. The derived order is `(deadline, seq)` (`seq` is
+/// unique, so the rest never decides), the firing order.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Record {
+    deadline: u64,
+    seq: u64,
+    index: u32,
+    generation: u32,
+}
+
+/// One wheel slot, or the overflow.
+struct Bucket {
+    records: Vec<Record>,
+    /// Lower bound on the earliest deadline of a live record (invariant 4).
+    min: u64,
+    /// Tombstones among `records`.
+    dead: usize,
+}
+
+impl Bucket {
+    const EMPTY: Bucket = Bucket {
+        records: Vec::new(),
+        min: u64::MAX,
+        dead: 0,
+    };
+
+    /// Appends `record`; `buffered` follows the growth of the buffer.
+    #[inline]
+    fn push(&mut self, record: Record, buffered: &mut usize) {
+        self.min = self.min.min(record.deadline);
+        let before = self.records.capacity();
+        self.records.push(record);
+        *buffered += self.records.capacity() - before;
+    }
+
+    /// Empties the bucket and returns its records and tombstone count, leaving it `spare`.
+    #[inline]
+    fn take(&mut self, spare: Vec<Record>) -> (Vec<Record>, usize) {
+        self.min = u64::MAX;
+        let dead = std::mem::take(&mut self.dead);
+        (std::mem::replace(&mut self.records, spare), dead)
+    }
+
+    /// Drops the tombstones, making `min` exact; a `thrifty` bucket also gives back the slack.
+    fn compact<T>(&mut self, slab: &[Slot<T>], buffered: &mut usize, thrifty: bool) {
+        if self.dead == self.records.len() {
+            self.records.clear();
+        } else {
+            self.records.retain(|r| is_live(slab, r));
+        }
+        self.dead = 0;
+        self.min = self
+            .records
+            .iter()
+            .map(|r| r.deadline)
+            .min()
+            .unwrap_or(u64::MAX);
+        let len = self.records.len();
+        if thrifty && self.records.capacity() > 2 * len + KEEP_CAPACITY {
+            let before = self.records.capacity();
+            self.records.shrink_to((2 * len).max(KEEP_CAPACITY));
+            *buffered -= before - self.records.capacity();
+        }
+    }
+}
 
 /// A hierarchical hashed timer wheel holding values of type `T` until their deadline.
 ///
@@ -178,22 +254,26 @@ type DueItem = Reverse<(u64, u64, u32, u32)>;
 /// ```
 pub struct TimerWheel<T> {
     slab: Vec<Slot<T>>,
-    /// Parallel to `slab`; meaningful only for entries in a wheel slot or the overflow list.
-    links: Vec<Link>,
     free_head: u32,
     len: usize,
+    /// The next entry's `seq`; starts at 1.
     next_seq: u64,
     /// Largest `now` seen, in nanoseconds.
     now: u64,
     /// `now / TICK_NS`, except transiently while advancing.
     elapsed: u64,
-    heads: [[u32; SLOTS]; LEVELS],
+    /// `LEVELS * SLOTS` slots, level-major.
+    slots: Box<[Bucket]>,
     occupied: [u64; LEVELS],
-    slot_min: [[u64; SLOTS]; LEVELS],
-    overflow_head: u32,
-    overflow_floor: u64,
-    due: BinaryHeap<DueItem>,
-    /// Live entries in `due`; the rest of `due.len()` are tombstones.
+    overflow: Bucket,
+    /// Total capacity of the buffers of `slots` and `overflow`, in records (see `thrifty`).
+    buffered: usize,
+    /// Sorted due records; `run[..run_head]` are consumed.
+    run: Vec<Record>,
+    run_head: usize,
+    /// Due records that could not be appended to `run`.
+    heap: BinaryHeap<Reverse<Record>>,
+    /// Live records in the due set; the rest are tombstones.
     due_live: usize,
 }
 
@@ -228,8 +308,32 @@ fn epoch_start(tick: u64) -> u64 {
 }
 
 #[inline]
-fn is_live<T>(slab: &[Slot<T>], &Reverse((_, seq, index, generation)): &DueItem) -> bool {
-    matches!(&slab[index as usize], Slot::Occupied(e) if e.generation == generation && e.seq == seq)
+fn is_live<T>(slab: &[Slot<T>], record: &Record) -> bool {
+    // `seq` alone decides; the generation is compared too so that a record touches the whole
+    // slab slot, which may straddle two cache lines (see `sort_new_due`).
+    matches!(&slab[record.index as usize],
+        Slot::Occupied(e) if e.seq.get() == record.seq && e.generation == record.generation)
+}
+
+/// Where a record waits: a wheel slot (`level * SLOTS + slot`), the overflow or the due set.
+enum Place {
+    Slot(usize),
+    Overflow,
+    Due,
+}
+
+#[inline]
+fn place_of(elapsed: u64, deadline: u64) -> Place {
+    let tick = deadline / TICK_NS;
+    if tick <= elapsed {
+        return Place::Due;
+    }
+    let level = level_for(elapsed, tick);
+    if level < LEVELS {
+        Place::Slot(level * SLOTS + slot_for(tick, level))
+    } else {
+        Place::Overflow
+    }
 }
 
 impl<T> TimerWheel<T> {
@@ -242,18 +346,18 @@ impl<T> TimerWheel<T> {
     pub fn with_capacity(n: usize) -> Self {
         TimerWheel {
             slab: Vec::with_capacity(n),
-            links: Vec::with_capacity(n),
             free_head: NONE,
             len: 0,
-            next_seq: 0,
+            next_seq: 1,
             now: 0,
             elapsed: 0,
-            heads: [[NONE; SLOTS]; LEVELS],
+            slots: (0..LEVELS * SLOTS).map(|_| Bucket::EMPTY).collect(),
             occupied: [0; LEVELS],
-            slot_min: [[u64::MAX; SLOTS]; LEVELS],
-            overflow_head: NONE,
-            overflow_floor: u64::MAX,
-            due: BinaryHeap::new(),
+            overflow: Bucket::EMPTY,
+            buffered: 0,
+            run: Vec::new(),
+            run_head: 0,
+            heap: BinaryHeap::new(),
             due_live: 0,
         }
     }
@@ -261,38 +365,74 @@ impl<T> TimerWheel<T> {
     /// Adds `value`, due at `deadline` (nanoseconds, same clock as `now`), and returns its key.
     ///
     /// A deadline at or before the current time is allowed and is due at once. Entries with equal
-    /// deadlines fire in insertion order. O(1).
+    /// deadlines fire in insertion order. Amortized O(1).
     #[inline]
     pub fn insert(&mut self, deadline: u64, value: T) -> TimerKey {
-        let seq = self.next_seq;
+        let seq = NonZeroU64::new(self.next_seq).expect("timer sequence numbers never wrap");
         self.next_seq += 1;
         let (index, generation) = self.alloc(deadline, seq, value);
-        self.place(index, deadline);
         self.len += 1;
+        let record = Record {
+            deadline,
+            seq: seq.get(),
+            index,
+            generation,
+        };
+        match place_of(self.elapsed, deadline) {
+            Place::Slot(i) => self.push_slot(i, record),
+            Place::Overflow => self.overflow.push(record, &mut self.buffered),
+            Place::Due => {
+                self.due_live += 1;
+                if self.run_head == self.run.len() {
+                    self.run.clear();
+                    self.run_head = 0;
+                    self.run.push(record);
+                } else if self.run.last().is_some_and(|last| *last < record) {
+                    self.run.push(record);
+                } else {
+                    self.heap.push(Reverse(record));
+                }
+            }
+        }
         TimerKey { index, generation }
     }
 
     /// Cancels the entry for `key` and returns its value, or `None` if the key is stale (already
-    /// removed, fired or drained). The slab slot is freed at once.
+    /// removed, fired or drained). The value leaves the wheel at once; its record is a tombstone.
     ///
-    /// O(1); amortized O(log d) if the entry is already in the due set (its deadline is in the
-    /// current millisecond or earlier), d being the size of that set.
+    /// Amortized O(1); amortized O(log h) if the entry is already in the due set (its deadline
+    /// is in the current millisecond or earlier).
     #[inline]
     pub fn remove(&mut self, key: TimerKey) -> Option<T> {
-        let loc = match self.slab.get(key.index as usize) {
-            Some(Slot::Occupied(e)) if e.generation == key.generation => e.loc,
+        let deadline = match self.slab.get(key.index as usize) {
+            Some(Slot::Occupied(e)) if e.generation == key.generation => e.deadline,
             _ => return None,
         };
-        if loc == Loc::Due {
-            // The heap item stays behind as a tombstone; `release` makes it recognisable.
-            self.due_live -= 1;
-            let entry = self.release(key.index);
-            self.tidy_due();
-            Some(entry.value)
-        } else {
-            self.unlink(key.index);
-            Some(self.release(key.index).value)
+        let value = self.release(key.index).value;
+        match place_of(self.elapsed, deadline) {
+            Place::Slot(i) => {
+                let bucket = &mut self.slots[i];
+                bucket.dead += 1;
+                if bucket.dead > MAX_DEAD_PER_LIVE * (bucket.records.len() - bucket.dead) {
+                    self.compact(Some(i));
+                    if self.slots[i].records.is_empty() {
+                        self.occupied[i / SLOTS] &= !(1 << (i % SLOTS));
+                    }
+                }
+            }
+            Place::Overflow => {
+                let bucket = &mut self.overflow;
+                bucket.dead += 1;
+                if bucket.dead > MAX_DEAD_PER_LIVE * (bucket.records.len() - bucket.dead) {
+                    self.compact(None);
+                }
+            }
+            Place::Due => {
+                self.due_live -= 1;
+                self.tidy_due();
+            }
         }
+        Some(value)
     }
 
     /// The deadline of the entry for `key`, or `None` if the key is stale.
@@ -318,25 +458,25 @@ impl<T> TimerWheel<T> {
 
     /// A lower bound on the earliest live deadline, never later than it; `None` when empty.
     ///
-    /// It is exact unless the earliest entry shares a wheel slot (or the overflow list) with an
-    /// entry removed since that slot was filled: the bound then is the removed entry's deadline.
-    /// Calling [`pop_expired`](Self::pop_expired) at the returned instant cascades that slot, so
-    /// the next bound is tighter. O(LEVELS).
+    /// It is exact unless the earliest entry shares a wheel slot (or the overflow) with an entry
+    /// removed since that slot was filled or compacted: the bound then is the removed entry's
+    /// deadline. Calling [`pop_expired`](Self::pop_expired) at the returned instant cascades that
+    /// slot, so the next bound is tighter. O(LEVELS).
     #[inline]
     pub fn next_wakeup(&self) -> Option<u64> {
         // Due entries are in ticks <= elapsed, all other entries in later ticks.
-        if let Some(&Reverse((deadline, ..))) = self.due.peek() {
-            return Some(deadline);
+        if let Some(record) = self.due_front() {
+            return Some(record.deadline);
         }
         // Invariant 2: the lowest occupied slot of the lowest occupied level is the earliest.
         for level in 0..LEVELS {
             let occupied = self.occupied[level];
             if occupied != 0 {
-                return Some(self.slot_min[level][occupied.trailing_zeros() as usize]);
+                return Some(self.slots[level * SLOTS + occupied.trailing_zeros() as usize].min);
             }
         }
-        if self.overflow_head != NONE {
-            return Some(self.overflow_floor);
+        if !self.overflow.records.is_empty() {
+            return Some(self.overflow.min);
         }
         None
     }
@@ -344,26 +484,51 @@ impl<T> TimerWheel<T> {
     /// Pops one live entry whose deadline is `<= now`, in `(deadline, insertion)` order, as
     /// `(key, deadline, value)`; `None` when nothing is due at `now`.
     ///
-    /// First advances the wheel to `now`, cascading slots as needed. A `now` earlier than a
+    /// First advances the wheel to `now` (see [`advance`](Self::advance)). A `now` earlier than a
     /// previous one is treated as the previous one: time never goes back.
+    #[inline]
     pub fn pop_expired(&mut self, now: u64) -> Option<(TimerKey, u64, T)> {
-        if now > self.now {
-            self.now = now;
-            let tick = now / TICK_NS;
-            if tick > self.elapsed {
-                self.advance(tick);
-            }
-        }
-        let &Reverse((deadline, _, index, generation)) = self.due.peek()?;
-        if deadline > self.now {
+        self.advance_inner(now, &mut None);
+        let from_run = match (self.run.get(self.run_head), self.heap.peek()) {
+            (Some(r), Some(Reverse(h))) => r < h,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => return None,
+        };
+        let record = if from_run {
+            self.run[self.run_head]
+        } else {
+            self.heap.peek().unwrap().0
+        };
+        if record.deadline > self.now {
             return None;
         }
-        debug_assert!(is_live(&self.slab, self.due.peek().unwrap()));
-        self.due.pop();
+        debug_assert!(is_live(&self.slab, &record), "invariant 5");
+        if from_run {
+            self.run_head += 1;
+        } else {
+            self.heap.pop();
+        }
         self.due_live -= 1;
-        let entry = self.release(index);
+        let entry = self.release(record.index);
         self.tidy_due();
-        Some((TimerKey { index, generation }, deadline, entry.value))
+        let key = TimerKey {
+            index: record.index,
+            generation: record.generation,
+        };
+        Some((key, record.deadline, entry.value))
+    }
+
+    /// Advances the wheel to `now`, as [`pop_expired`](Self::pop_expired) does first, and shows
+    /// `on_due` the value of every entry this moves from the wheel into the due set, in firing
+    /// order within each tick. Nothing is popped.
+    ///
+    /// An entry enters the due set at the start of its tick, up to 1 ms before it fires, and then
+    /// fires in order with the others due; a caller can use the glimpse to warm memory the value
+    /// points to, so that it is in cache by the time the entry is popped. Entries inserted
+    /// already due are not shown, nor is anything when `now` does not pass a tick boundary.
+    pub fn advance(&mut self, now: u64, mut on_due: impl FnMut(&T)) {
+        self.advance_inner(now, &mut Some(&mut on_due));
     }
 
     /// Removes every entry and returns the values, in no particular order. Every outstanding key
@@ -390,36 +555,26 @@ impl<T> TimerWheel<T> {
             }
         }
         self.len = 0;
-        self.heads = [[NONE; SLOTS]; LEVELS];
+        self.slots.iter_mut().for_each(|b| *b = Bucket::EMPTY);
         self.occupied = [0; LEVELS];
-        self.slot_min = [[u64::MAX; SLOTS]; LEVELS];
-        self.overflow_head = NONE;
-        self.overflow_floor = u64::MAX;
-        self.due.clear();
-        self.due_live = 0;
+        self.overflow = Bucket::EMPTY;
+        self.buffered = 0;
+        self.clear_due();
         values
     }
 
+    /// The earliest record of the due set (live, by invariant 5).
     #[inline]
-    fn entry(&self, index: u32) -> &Entry<T> {
-        match &self.slab[index as usize] {
-            Slot::Occupied(e) => e,
-            Slot::Vacant { .. } => unreachable!("timer wheel link to a free slab slot"),
-        }
-    }
-
-    #[inline]
-    fn entry_mut(&mut self, index: u32) -> &mut Entry<T> {
-        match &mut self.slab[index as usize] {
-            Slot::Occupied(e) => e,
-            Slot::Vacant { .. } => unreachable!("timer wheel link to a free slab slot"),
+    fn due_front(&self) -> Option<&Record> {
+        match (self.run.get(self.run_head), self.heap.peek()) {
+            (Some(r), Some(Reverse(h))) => Some(r.min(h)),
+            (r, h) => r.or(h.map(|Reverse(h)| h)),
         }
     }
 
     /// Stores a new entry in a free slab slot (or a new one) and returns its index and generation.
-    /// The entry is not yet linked anywhere.
     #[inline]
-    fn alloc(&mut self, deadline: u64, seq: u64, value: T) -> (u32, u32) {
+    fn alloc(&mut self, deadline: u64, seq: NonZeroU64, value: T) -> (u32, u32) {
         let index = self.free_head;
         if index != NONE {
             let slot = &mut self.slab[index as usize];
@@ -435,35 +590,28 @@ impl<T> TimerWheel<T> {
                 seq,
                 value,
                 generation,
-                loc: Loc::Due,
             });
             self.free_head = next_free;
             (index, generation)
         } else {
             let index = self.slab.len();
-            // NONE is reserved as the null link.
+            // NONE is reserved as the end of the free list.
             assert!(
                 index < NONE as usize,
                 "TimerWheel holds at most 2^32 - 1 timers"
             );
-            self.links.push(Link {
-                prev: NONE,
-                next: NONE,
-            });
             self.slab.push(Slot::Occupied(Entry {
                 deadline,
                 seq,
                 value,
                 generation: 0,
-                loc: Loc::Due,
             }));
             (index as u32, 0)
         }
     }
 
-    /// Frees the slab slot of an entry already unlinked from its list (or tombstoned in the due
-    /// heap) and returns the entry. Bumping the generation is what makes old keys and tombstones
-    /// stale.
+    /// Frees the slab slot of an entry and returns the entry. Its record, wherever it is, is a
+    /// tombstone from now on; bumping the generation is what makes old keys stale.
     #[inline]
     fn release(&mut self, index: u32) -> Entry<T> {
         let slot = &mut self.slab[index as usize];
@@ -486,110 +634,96 @@ impl<T> TimerWheel<T> {
         }
     }
 
-    /// Files an allocated entry (whose deadline is `deadline`) according to the invariants,
-    /// relative to the current `elapsed`. Overwrites the entry's links and location.
     #[inline]
-    fn place(&mut self, index: u32, deadline: u64) {
-        let elapsed = self.elapsed;
-        let tick = deadline / TICK_NS;
-        if tick <= elapsed {
-            let entry = self.entry_mut(index);
-            entry.loc = Loc::Due;
-            let item = Reverse((deadline, entry.seq, index, entry.generation));
-            self.due.push(item);
-            self.due_live += 1;
-            return;
-        }
-        let level = level_for(elapsed, tick);
-        let (head, loc) = if level < LEVELS {
-            let slot = slot_for(tick, level);
-            let head = std::mem::replace(&mut self.heads[level][slot], index);
-            self.occupied[level] |= 1 << slot;
-            let min = &mut self.slot_min[level][slot];
-            *min = (*min).min(deadline);
-            (head, LEVEL_LOCS[level])
-        } else {
-            let head = std::mem::replace(&mut self.overflow_head, index);
-            self.overflow_floor = if head == NONE {
-                deadline
-            } else {
-                self.overflow_floor.min(deadline)
-            };
-            (head, Loc::Overflow)
-        };
-        self.entry_mut(index).loc = loc;
-        self.links[index as usize] = Link {
-            prev: NONE,
-            next: head,
-        };
-        if head != NONE {
-            self.links[head as usize].prev = index;
-        }
+    fn push_slot(&mut self, i: usize, record: Record) {
+        self.occupied[i / SLOTS] |= 1 << (i % SLOTS);
+        self.slots[i].push(record, &mut self.buffered);
     }
 
-    /// Unlinks an entry from its wheel slot or the overflow list, keeping heads and bitmaps right.
-    /// The slot minimum (or overflow floor) is left as is: still a lower bound, and recomputing it
-    /// would cost a scan of the slot.
+    /// Whether the slot buffers hold more than twice the peak number of timers (the slab's
+    /// length) plus a small buffer per slot: then a buffer that empties or shrinks gives its
+    /// capacity back. Otherwise buffers keep their capacity, as a `Vec` does when cleared, so
+    /// that a wheel refilling at the same level allocates nothing.
     #[inline]
-    fn unlink(&mut self, index: u32) {
-        let Link { prev, next } = self.links[index as usize];
-        if next != NONE {
-            self.links[next as usize].prev = prev;
-        }
-        if prev != NONE {
-            self.links[prev as usize].next = next;
-            return;
-        }
-        let entry = self.entry(index);
-        let (loc, tick) = (entry.loc, entry.deadline / TICK_NS);
-        match loc {
-            Loc::Overflow => {
-                self.overflow_head = next;
-                if next == NONE {
-                    self.overflow_floor = u64::MAX;
-                }
-            }
-            Loc::Due => unreachable!("due entries are not linked"),
-            level_loc => {
-                let level = level_loc as usize;
-                let slot = slot_for(tick, level);
-                self.heads[level][slot] = next;
-                if next == NONE {
-                    self.occupied[level] &= !(1 << slot);
-                    self.slot_min[level][slot] = u64::MAX;
-                }
-            }
-        }
+    fn thrifty(&self) -> bool {
+        self.buffered > 2 * self.slab.len() + (LEVELS * SLOTS + 1) * KEEP_CAPACITY
+    }
+
+    /// Compacts slot `i` (or the overflow, for `None`).
+    fn compact(&mut self, i: Option<usize>) {
+        let thrifty = self.thrifty();
+        let bucket = match i {
+            Some(i) => &mut self.slots[i],
+            None => &mut self.overflow,
+        };
+        bucket.compact(&self.slab, &mut self.buffered, thrifty);
+    }
+
+    fn clear_due(&mut self) {
+        self.run.clear();
+        self.run_head = 0;
+        self.heap.clear();
+        self.due_live = 0;
+        // Keep the run's buffer (it is swapped with slot buffers, see `cascade`), but not a
+        // burst's worth of it.
+        self.run.shrink_to(KEEP_CAPACITY);
+        self.heap.shrink_to(KEEP_CAPACITY);
     }
 
     /// Restores invariant 5 after the due set lost a live entry.
     #[inline]
     fn tidy_due(&mut self) {
         if self.due_live == 0 {
-            self.due.clear();
+            self.clear_due();
             return;
         }
-        if self.due.len() == self.due_live {
-            // No tombstones: skip the liveness check, a likely cache miss on every pop.
-            return;
+        let len = self.run.len() - self.run_head + self.heap.len();
+        if len != self.due_live {
+            self.drop_due_tombstones(len);
         }
-        while let Some(top) = self.due.peek() {
-            if is_live(&self.slab, top) {
-                break;
-            }
-            self.due.pop();
-        }
-        // Amortized O(1) per removal: the rebuild costs O(tombstones + live) < O(2 * tombstones),
-        // and each tombstone was made by one removal since the previous rebuild.
-        if self.due.len() - self.due_live > self.due_live {
-            let slab = &self.slab;
-            self.due.retain(|item| is_live(slab, item));
+        // The consumed front of the run is dead weight: cut it off, amortized O(1) per pop.
+        if self.run_head > KEEP_CAPACITY && 2 * self.run_head > self.run.len() {
+            self.run.drain(..self.run_head);
+            self.run_head = 0;
         }
     }
 
-    /// Moves the wheel from `elapsed` to `tick` (> `elapsed`), emptying every slot that starts at
-    /// or before `tick` into lower levels or the due set, in time order.
-    fn advance(&mut self, tick: u64) {
+    #[cold]
+    fn drop_due_tombstones(&mut self, len: usize) {
+        while self
+            .run
+            .get(self.run_head)
+            .is_some_and(|r| !is_live(&self.slab, r))
+        {
+            self.run_head += 1;
+        }
+        while self
+            .heap
+            .peek()
+            .is_some_and(|Reverse(r)| !is_live(&self.slab, r))
+        {
+            self.heap.pop();
+        }
+        // Amortized O(1) per removal: the rebuild costs O(tombstones + live) < O(2 * tombstones),
+        // and each tombstone was made by one removal since the previous rebuild.
+        if len - self.due_live > self.due_live {
+            let slab = &self.slab;
+            self.run.drain(..self.run_head);
+            self.run_head = 0;
+            self.run.retain(|r| is_live(slab, r));
+            self.heap.retain(|Reverse(r)| is_live(slab, r));
+        }
+    }
+
+    fn advance_inner(&mut self, now: u64, on_due: &mut Option<&mut dyn FnMut(&T)>) {
+        if now <= self.now {
+            return;
+        }
+        self.now = now;
+        let tick = now / TICK_NS;
+        if tick <= self.elapsed {
+            return;
+        }
         loop {
             if let Some(level) = self.occupied.iter().position(|&bits| bits != 0) {
                 let slot = self.occupied[level].trailing_zeros() as usize;
@@ -602,61 +736,94 @@ impl<T> TimerWheel<T> {
                     break;
                 }
                 // Lower levels are empty and this slot is the earliest one, so jumping to its
-                // start skips nothing; relative to the start, its entries land strictly lower.
+                // start skips nothing; relative to the start, its records land strictly lower.
                 self.elapsed = start;
-                self.cascade(level, slot);
-            } else if self.overflow_head != NONE
-                && epoch_start(self.overflow_floor / TICK_NS) <= tick
+                self.occupied[level] &= !(1 << slot);
+                let i = level * SLOTS + slot;
+                self.cascade(Some(i), on_due);
+            } else if !self.overflow.records.is_empty()
+                && epoch_start(self.overflow.min / TICK_NS) <= tick
             {
-                if !self.reopen_overflow(tick) {
+                // The minimum may be stale after removals; compacting makes it exact.
+                self.compact(None);
+                let start = epoch_start(self.overflow.min / TICK_NS);
+                if self.overflow.records.is_empty() || start > tick {
                     break;
                 }
+                debug_assert!(start > self.elapsed);
+                self.elapsed = start;
+                self.cascade(None, on_due);
             } else {
                 break;
             }
         }
         // Remaining slots start after `tick`, so they sit where an insertion at `tick` would put
-        // them (invariant 2 still holds), and overflow entries are in epochs after `tick`'s.
+        // them (invariant 2 still holds), and overflow records are in epochs after `tick`'s.
         self.elapsed = tick;
     }
 
-    fn cascade(&mut self, level: usize, slot: usize) {
-        let mut index = std::mem::replace(&mut self.heads[level][slot], NONE);
-        self.occupied[level] &= !(1 << slot);
-        self.slot_min[level][slot] = u64::MAX;
-        while index != NONE {
-            let next = self.links[index as usize].next;
-            self.place(index, self.entry(index).deadline);
-            index = next;
+    /// Empties slot `i` (or the overflow, for `None`) whose start `elapsed` has just reached,
+    /// refiling its live records relative to `elapsed`.
+    fn cascade(&mut self, i: Option<usize>, on_due: &mut Option<&mut dyn FnMut(&T)>) {
+        let bucket = match i {
+            Some(i) => &mut self.slots[i],
+            None => &mut self.overflow,
+        };
+        let mark = self.run.len();
+        if mark == self.run_head && bucket.dead == 0 && i.is_some_and(|i| i < SLOTS) {
+            // A level-0 slot is one tick, all due now: it becomes the run, and the slot gets
+            // the run's empty buffer.
+            self.run.clear();
+            self.run_head = 0;
+            let spare = std::mem::take(&mut self.run);
+            self.buffered += spare.capacity();
+            self.run = bucket.take(spare).0;
+            self.buffered -= self.run.capacity();
+            self.due_live += self.run.len();
+            self.sort_new_due(0, on_due);
+            return;
         }
+        let (mut records, dead) = bucket.take(Vec::new());
+        for record in records.drain(..) {
+            if dead > 0 && !is_live(&self.slab, &record) {
+                continue;
+            }
+            match place_of(self.elapsed, record.deadline) {
+                Place::Slot(j) => self.push_slot(j, record),
+                Place::Overflow => self.overflow.push(record, &mut self.buffered),
+                Place::Due => {
+                    self.due_live += 1;
+                    self.run.push(record);
+                }
+            }
+        }
+        // Records only move to lower levels, so the slot is still empty: it keeps its buffer
+        // for the next time round, unless the buffers are over budget.
+        match i {
+            Some(i) if !self.thrifty() => self.slots[i].records = records,
+            _ => self.buffered -= records.capacity(),
+        }
+        self.sort_new_due(mark, on_due);
     }
 
-    /// Called with the wheel levels empty. Finds the earliest overflow epoch; if it starts at or
-    /// before `tick`, moves `elapsed` to its start and re-files every overflow entry (those of
-    /// that epoch enter the wheel). Returns whether it did.
-    fn reopen_overflow(&mut self, tick: u64) -> bool {
-        // The floor may be stale after removals; the scan makes it exact.
-        let mut floor = u64::MAX;
-        let mut index = self.overflow_head;
-        while index != NONE {
-            floor = floor.min(self.entry(index).deadline);
-            index = self.links[index as usize].next;
+    /// Sorts the records of one tick just appended to the run (all later than what was there),
+    /// and shows their values to `on_due`.
+    #[inline]
+    fn sort_new_due(&mut self, mark: usize, on_due: &mut Option<&mut dyn FnMut(&T)>) {
+        let new = &mut self.run[mark..];
+        new.sort_unstable();
+        // Each of these entries is about to be popped, and after a long wait its slab slot is
+        // cold: touch them all now, in a loop tight enough for their cache misses to overlap,
+        // rather than one miss at a time as each is popped (or shown).
+        let slab = &self.slab;
+        std::hint::black_box(new.iter().filter(|r| is_live(slab, r)).count());
+        if let Some(on_due) = on_due {
+            for record in new.iter() {
+                if let Slot::Occupied(e) = &self.slab[record.index as usize] {
+                    on_due(&e.value);
+                }
+            }
         }
-        self.overflow_floor = floor;
-        let start = epoch_start(floor / TICK_NS);
-        if start > tick {
-            return false;
-        }
-        debug_assert!(start > self.elapsed);
-        self.elapsed = start;
-        let mut index = std::mem::replace(&mut self.overflow_head, NONE);
-        self.overflow_floor = u64::MAX;
-        while index != NONE {
-            let next = self.links[index as usize].next;
-            self.place(index, self.entry(index).deadline);
-            index = next;
-        }
-        true
     }
 }
 
@@ -680,7 +847,7 @@ impl<T> fmt::Debug for TimerWheel<T> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use std::collections::{BTreeMap, HashMap};
+    use std::collections::{BTreeMap, HashMap, HashSet};
 
     const MS: u64 = TICK_NS;
     const SEC: u64 = 1_000 * MS;
@@ -695,23 +862,75 @@ mod tests {
             .collect()
     }
 
-    /// Checks the due heap's size bound (invariant 5).
-    fn assert_due_bounded<T>(wheel: &TimerWheel<T>) {
-        assert!(
-            wheel.due.len() <= 2 * wheel.due_live + 1,
-            "due heap {} for {} live",
-            wheel.due.len(),
-            wheel.due_live
-        );
+    fn place_index<T>(wheel: &TimerWheel<T>, deadline: u64) -> usize {
+        match place_of(wheel.elapsed, deadline) {
+            Place::Slot(i) => i,
+            _ => panic!("{deadline} is not in a slot"),
+        }
     }
 
-    #[test]
-    #[cfg(target_pointer_width = "64")]
-    fn entry_is_compact() {
-        // 48 bytes per timer for a two-word value: 40 in the slab, 8 of links.
-        assert_eq!(std::mem::size_of::<Slot<(usize, usize)>>(), 40);
-        assert_eq!(std::mem::size_of::<Link>(), 8);
-        assert_eq!(std::mem::size_of::<Slot<u64>>(), 32);
+    fn due_len<T>(wheel: &TimerWheel<T>) -> usize {
+        wheel.run.len() - wheel.run_head + wheel.heap.len()
+    }
+
+    /// Checks the due set's size bound (invariant 5): cheap enough for every step.
+    fn assert_due_bounded<T>(wheel: &TimerWheel<T>) {
+        assert!(
+            due_len(wheel) <= 2 * wheel.due_live + 1,
+            "due set {} for {} live",
+            due_len(wheel),
+            wheel.due_live
+        );
+        assert!(wheel.run_head <= KEEP_CAPACITY || 2 * wheel.run_head <= wheel.run.len());
+    }
+
+    /// Checks invariants 1 to 5 in full: O(records).
+    fn assert_invariants<T>(wheel: &TimerWheel<T>) {
+        assert_due_bounded(wheel);
+        let live = |r: &Record| is_live(&wheel.slab, r);
+        let due = &wheel.run[wheel.run_head..];
+        assert!(due.windows(2).all(|w| w[0] < w[1]), "run sorted");
+        if let Some(r) = due.first() {
+            assert!(live(r), "run front live");
+        }
+        if let Some(Reverse(r)) = wheel.heap.peek() {
+            assert!(live(r), "heap front live");
+        }
+        let due_records = due.iter().chain(wheel.heap.iter().map(|Reverse(r)| r));
+        let mut due_live = 0;
+        for r in due_records {
+            assert!(r.deadline / TICK_NS <= wheel.elapsed, "due record not due");
+            due_live += usize::from(live(r));
+        }
+        assert_eq!(due_live, wheel.due_live);
+        let mut total_live = due_live;
+        let buckets = wheel.slots.iter().enumerate().map(|(i, b)| (Some(i), b));
+        for (i, bucket) in buckets.chain([(None, &wheel.overflow)]) {
+            let n_live = bucket.records.iter().filter(|r| live(r)).count();
+            assert_eq!(bucket.dead, bucket.records.len() - n_live, "dead count");
+            assert!(
+                bucket.dead <= MAX_DEAD_PER_LIVE * n_live,
+                "too many tombstones"
+            );
+            total_live += n_live;
+            for r in bucket.records.iter().filter(|r| live(r)) {
+                assert!(bucket.min <= r.deadline, "min is a lower bound");
+                let right = match (place_of(wheel.elapsed, r.deadline), i) {
+                    (Place::Slot(a), Some(b)) => a == b,
+                    (Place::Overflow, None) => true,
+                    _ => false,
+                };
+                assert!(right, "record in the wrong slot");
+            }
+            if let Some(i) = i {
+                let bit = wheel.occupied[i / SLOTS] >> (i % SLOTS) & 1 == 1;
+                assert_eq!(bit, !bucket.records.is_empty(), "occupancy bit");
+            }
+        }
+        assert_eq!(total_live, wheel.len, "every entry has one live record");
+        let buffers = wheel.slots.iter().chain([&wheel.overflow]);
+        let capacity: usize = buffers.map(|b| b.records.capacity()).sum();
+        assert_eq!(wheel.buffered, capacity, "buffered tracks the buffers");
     }
 
     #[test]
@@ -844,7 +1063,8 @@ mod tests {
             assert_due_bounded(&wheel);
         }
         assert_eq!(wheel.len(), 20);
-        assert!(wheel.due.len() <= 2 * 20 + 1);
+        assert!(due_len(&wheel) <= 2 * 20 + 1);
+        assert_invariants(&wheel);
         // The rebuilt heap still orders the survivors exactly. (`live` alternates below/above.)
         for key in live.iter().step_by(2) {
             wheel.remove(*key).unwrap();
@@ -853,8 +1073,163 @@ mod tests {
         let want: Vec<(u64, u64)> = (0..10).map(|i| (SEC + 900_000 + i, 100 + i)).collect();
         assert_eq!(pop_all(&mut wheel, SEC + 900_000 + 4), want[..5]);
         assert_eq!(pop_all(&mut wheel, SEC + MS), want[5..]);
-        assert_eq!(wheel.due.len(), 0);
-        assert!(wheel.due.capacity() < 1_000);
+        assert_eq!(due_len(&wheel), 0);
+        assert!(wheel.heap.capacity() <= KEEP_CAPACITY);
+        assert!(wheel.run.capacity() <= KEEP_CAPACITY);
+    }
+
+    #[test]
+    fn tombstones_are_compacted() {
+        let mut wheel = TimerWheel::new();
+        // All in one level-3 slot, inserted in order.
+        let keys: Vec<_> = (0..3_000u64).map(|i| wheel.insert(HOUR + i, i)).collect();
+        let i = place_index(&wheel, HOUR);
+        // Cancelling two thirds leaves the tombstones in place.
+        for (n, key) in keys.iter().enumerate().filter(|(n, _)| n % 3 != 0) {
+            assert_eq!(wheel.remove(*key), Some(n as u64));
+        }
+        assert_eq!(wheel.slots[i].records.len(), 3_000);
+        assert_eq!(wheel.slots[i].dead, 2_000);
+        assert_invariants(&wheel);
+        // One more tips the balance: the slot is compacted, and its minimum made exact.
+        assert_eq!(wheel.remove(keys[0]), Some(0));
+        assert_eq!(wheel.slots[i].records.len(), 999);
+        assert_eq!(wheel.slots[i].dead, 0);
+        assert_eq!(wheel.next_wakeup(), Some(HOUR + 3));
+        assert_invariants(&wheel);
+        // Emptying it clears its occupancy bit; the buffer is kept (not thrifty).
+        for key in keys.iter().step_by(3).skip(1) {
+            wheel.remove(*key).unwrap();
+        }
+        assert!(wheel.is_empty());
+        assert!(wheel.slots[i].records.is_empty());
+        assert_eq!(wheel.occupied, [0; LEVELS]);
+        assert!(wheel.slots[i].records.capacity() >= 3_000);
+        assert_eq!(wheel.next_wakeup(), None);
+        assert_invariants(&wheel);
+    }
+
+    #[test]
+    fn cascades_skip_tombstones() {
+        let mut wheel = TimerWheel::new();
+        let keys: Vec<_> = (0..100u64)
+            .map(|i| wheel.insert(HOUR + i * MS, i))
+            .collect();
+        for key in keys.iter().step_by(2) {
+            wheel.remove(*key).unwrap();
+        }
+        assert_eq!(wheel.slots[place_index(&wheel, HOUR)].dead, 50);
+        // The next wakeup is the stale bound of the removed first entry; following the bounds
+        // moves the survivors down without their tombstones.
+        assert_eq!(wheel.next_wakeup(), Some(HOUR));
+        let mut fired = Vec::new();
+        while let Some(wake) = wheel.next_wakeup() {
+            fired.extend(pop_all(&mut wheel, wake));
+            assert_invariants(&wheel);
+        }
+        let want: Vec<_> = (1..100).step_by(2).map(|i| (HOUR + i * MS, i)).collect();
+        assert_eq!(fired, want);
+    }
+
+    #[test]
+    fn buffers_are_reused_then_given_back() {
+        let mut wheel = TimerWheel::new();
+        for round in 0..3 {
+            let base = round * SEC;
+            for i in 0..1_000 {
+                wheel.insert(base + 100 * MS + i * 7_919 % 900 * MS, i);
+            }
+            let before = wheel.buffered;
+            assert_eq!(pop_all(&mut wheel, base + SEC).len(), 1_000);
+            assert_invariants(&wheel);
+            // Cascades kept the buffers they emptied.
+            assert!(wheel.buffered >= before.min(1_000));
+        }
+        // Far over budget (the slab holds 1,000 slots): emptied buffers are freed again.
+        wheel.buffered += 10 * (LEVELS * SLOTS + 1) * KEEP_CAPACITY;
+        assert!(wheel.thrifty());
+        let fake = 10 * (LEVELS * SLOTS + 1) * KEEP_CAPACITY;
+        for i in 0..1_000 {
+            wheel.insert(4 * SEC + 100 * MS + i * 7_919 % 900 * MS, i);
+        }
+        let cap_before = wheel.buffered - fake;
+        pop_all(&mut wheel, 5 * SEC);
+        wheel.buffered -= fake;
+        assert!(wheel.buffered < cap_before);
+        assert_invariants(&wheel);
+    }
+
+    #[test]
+    fn due_run_and_heap_merge() {
+        let mut wheel = TimerWheel::new();
+        wheel.pop_expired(SEC);
+        // In order: appended to the run. Out of order: the heap.
+        let mut want = Vec::new();
+        for i in 0..50u64 {
+            let d = SEC + 10_000 * i;
+            wheel.insert(d, i);
+            want.push((d, i));
+        }
+        for i in 0..50u64 {
+            let d = SEC - 1 - 10_000 * i;
+            wheel.insert(d, 100 + i);
+            want.push((d, 100 + i));
+            let d = SEC + 10_000 * i + 5;
+            wheel.insert(d, 200 + i);
+            want.push((d, 200 + i));
+        }
+        // The last one of the second kind is after the whole run.
+        assert_eq!(wheel.run.len(), 51);
+        assert_eq!(wheel.heap.len(), 99);
+        assert_invariants(&wheel);
+        want.sort_unstable();
+        // Pop in three goes, so that the fronts move at different speeds.
+        let mut got = pop_all(&mut wheel, SEC);
+        got.extend(pop_all(&mut wheel, SEC + 250_000));
+        assert_invariants(&wheel);
+        got.extend(pop_all(&mut wheel, SEC + MS));
+        assert_eq!(got, want);
+        assert!(wheel.is_empty());
+    }
+
+    #[test]
+    fn advance_shows_newly_due_values() {
+        let mut wheel = TimerWheel::new();
+        wheel.insert(0, 0); // due at once: not shown
+        for i in 1..=5u64 {
+            wheel.insert(10 * MS + 100 - i, i); // one tick, reverse order
+            wheel.insert(HOUR + i, 10 + i);
+        }
+        let mut shown = Vec::new();
+        wheel.advance(5 * MS, |&v| shown.push(v));
+        assert!(shown.is_empty());
+        wheel.advance(10 * MS, |&v| shown.push(v));
+        assert_eq!(shown, [5, 4, 3, 2, 1]); // in firing order
+                                            // Nothing is popped, and the same instant shows nothing twice.
+        assert_eq!(wheel.len(), 11);
+        wheel.advance(10 * MS, |&v| shown.push(v));
+        assert_eq!(shown.len(), 5);
+        assert_eq!(wheel.pop_expired(10 * MS).map(|(_, _, v)| v), Some(0));
+        assert!(wheel.pop_expired(10 * MS).is_none()); // 10 ms + 95 ns is later
+        let fired: Vec<u64> = pop_all(&mut wheel, 10 * MS + 100)
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(fired, [5, 4, 3, 2, 1]);
+        shown.clear();
+        wheel.advance(HOUR - 1, |&v| shown.push(v));
+        assert!(shown.is_empty());
+        wheel.advance(HOUR, |&v| shown.push(v));
+        assert_eq!(
+            shown,
+            [11, 12, 13, 14, 15],
+            "the tick of HOUR + i starts at HOUR"
+        );
+        assert!(wheel.pop_expired(HOUR).is_none());
+        shown.clear();
+        assert_eq!(pop_all(&mut wheel, HOUR + 5).len(), 5);
+        wheel.advance(HOUR + MS, |&v| shown.push(v));
+        assert!(shown.is_empty());
     }
 
     #[test]
@@ -1104,6 +1479,10 @@ mod tests {
         now: u64,
         seq: u64,
         last: u64,
+        /// Deadline of every value ever inserted (a value is its `seq`).
+        deadline_of: HashMap<u64, u64>,
+        /// Values shown by `advance`.
+        shown: HashSet<u64>,
     }
 
     impl Model {
@@ -1132,8 +1511,10 @@ mod tests {
             now: start,
             seq: 0,
             last: 0,
+            deadline_of: HashMap::new(),
+            shown: HashSet::new(),
         };
-        for op in ops {
+        for (step, op) in ops.iter().enumerate() {
             match *op {
                 Op::Insert(kind, r) => {
                     let deadline = deadline_for(kind, r, m.now, m.last);
@@ -1143,6 +1524,7 @@ mod tests {
                     assert!(m.live.insert(key, (deadline, m.seq)).is_none());
                     m.order.insert((deadline, m.seq), (key, value));
                     m.keys.push(key);
+                    m.deadline_of.insert(value, deadline);
                     m.seq += 1;
                     assert_eq!(wheel.deadline(key), Some(deadline));
                 }
@@ -1187,6 +1569,16 @@ mod tests {
                         _ => m.now,
                     };
                     m.now = m.now.max(target);
+                    if r >> 62 & 1 == 1 {
+                        let mut shown = Vec::new();
+                        wheel.advance(target, |&v| shown.push(v));
+                        for v in shown {
+                            let d = m.deadline_of[&v];
+                            assert!(m.order.contains_key(&(d, v)), "{v} shown but not live");
+                            assert!(d / MS <= m.now / MS, "{v} shown before its tick");
+                            assert!(m.shown.insert(v), "{v} shown twice");
+                        }
+                    }
                     while let Some((key, deadline, value)) = wheel.pop_expired(target) {
                         let (&(d, s), &(k, v)) = m.order.first_key_value().expect("model empty");
                         assert!(d <= m.now, "model's next {d} is after now {}", m.now);
@@ -1201,7 +1593,11 @@ mod tests {
                 }
             }
             check(&wheel, &m);
+            if step % 61 == 0 {
+                assert_invariants(&wheel);
+            }
         }
+        assert_invariants(&wheel);
         let left = wheel.drain().len();
         assert_eq!(left, m.live.len());
         assert!(wheel.is_empty());

@@ -282,8 +282,10 @@ impl<T: 'static, E: 'static, H: AsFuture<T, E> + Unpin> StdFuture for FutureWait
             return Poll::Pending;
         };
         this.key = Some(fut.inner.completion.register(this.key, cx, &core.remote));
-        let target: Rc<dyn CancelTarget> = fut.inner.clone();
-        set_fut_waiter(FutWaiter::Future(Rc::downgrade(&target)));
+        // A Weak coerces to `Weak<dyn _>` directly: no strong count traffic.
+        let weak: Weak<FutureInner<T, E>> = Rc::downgrade(&fut.inner);
+        let target: Weak<dyn CancelTarget> = weak;
+        set_fut_waiter(FutWaiter::Future(target));
         Poll::Pending
     }
 }

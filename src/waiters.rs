@@ -95,12 +95,14 @@ enum Entries {
 
 impl Entries {
     fn push(&mut self, id: u32, e: Entry) {
-        match std::mem::take(self) {
+        match self {
             Entries::Empty => *self = Entries::One(id, e),
-            Entries::One(i, first) => *self = Entries::Many(vec![(i, first), (id, e)]),
-            Entries::Many(mut v) => {
-                v.push((id, e));
-                *self = Entries::Many(v);
+            Entries::Many(v) => v.push((id, e)),
+            Entries::One(..) => {
+                let Entries::One(i, first) = std::mem::take(self) else {
+                    unreachable!("matched One just above")
+                };
+                *self = Entries::Many(vec![(i, first), (id, e)]);
             }
         }
     }

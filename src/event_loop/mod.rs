@@ -63,7 +63,7 @@ use std::sync::Arc;
 
 use crate::errors::{LoopError, TaskError, TaskOutput};
 use crate::reactor::Reactor;
-use crate::remote::Remote;
+use crate::remote::{CallStatus, Injected, LoopHandle, Remote, RemoteCall};
 use crate::task_slab::{LocalScheduler, TaskId, TaskSlab, CURRENT_SCHEDULER};
 use crate::time::clock::{duration_to_ns, ns_to_secs, secs_to_ns_ceil, Clock};
 use crate::time::wheel::{TimerKey, TimerWheel};
@@ -280,6 +280,21 @@ impl LoopCore {
         self.ready.push(handle);
     }
 
+    /// Moves injected work to the ready queue, in arrival order. Called
+    /// from phase 3b, and by `call_soon` when something is pending, so that
+    /// both doors share one FIFO as in asyncio.
+    pub(crate) fn drain_remote(&self) {
+        self.remote.drain(|item| match item {
+            Injected::Wake(id) => self.schedule_task(id),
+            Injected::Call(call) => {
+                let site = call.state.site();
+                let mut cb = ThreadsafeCallback(Some(call));
+                self.ready.push(Handle::once(move || cb.run(), site));
+            }
+            Injected::Stop => self.stopping.set(true),
+        });
+    }
+
     #[inline]
     fn check_open(&self) -> Result<(), LoopError> {
         if self.state.get() == LoopState::Closed {
@@ -310,6 +325,12 @@ impl LoopRef {
 
     pub(crate) fn core(&self) -> &Rc<LoopCore> {
         &self.core
+    }
+
+    /// The thread-safe door into this loop (`Clone + Send + Sync`):
+    /// `call_soon_threadsafe`, `stop`, `is_closed`.
+    pub fn loop_handle(&self) -> LoopHandle {
+        LoopHandle::new(self.core.remote.clone())
     }
 
     /// Runs the loop until `fut` is done, and returns its outcome (asyncio's
@@ -386,6 +407,11 @@ impl LoopRef {
     #[inline]
     pub fn call_soon<F: FnOnce() + 'static>(&self, f: F) -> Result<Handle, LoopError> {
         self.core.check_open()?;
+        // One FIFO for both doors: work posted from other threads before
+        // this call goes first (a load, not a read-modify-write).
+        if self.core.remote.has_injected() {
+            self.core.drain_remote();
+        }
         let handle = Handle::once(f, Location::caller());
         self.core.ready.push(handle.clone());
         Ok(handle)
@@ -529,7 +555,8 @@ impl LoopRef {
             LoopState::Idle => {}
         }
         self.core.state.set(LoopState::Closed);
-        self.core.remote.close();
+        // Posts from now on are refused; what was queued is reported below.
+        let injected = self.core.remote.close();
         let tasks = self.core.tasks.borrow_mut().take_all();
         let ready = self.core.ready.take_all();
         let timers = self.core.timers.borrow_mut().drain();
@@ -542,6 +569,11 @@ impl LoopRef {
             t.abandon();
         }
         drop(tasks);
+        for item in injected {
+            if let Injected::Call(call) = item {
+                drop(ThreadsafeCallback(Some(call)));
+            }
+        }
         drop(ready);
         drop(timers);
         for h in io_handles {
@@ -682,6 +714,39 @@ impl LoopRef {
     /// `asyncio` (asyncio's `default_exception_handler`).
     pub fn default_exception_handler(&self, context: &ExceptionContext) {
         exceptions::default_exception_handler(context);
+    }
+}
+
+/// A `call_soon_threadsafe` callback on the loop's side. If it is dropped
+/// without having run or been cancelled (the loop closed first), the drop
+/// is logged: no posted work disappears silently.
+struct ThreadsafeCallback(Option<RemoteCall>);
+
+impl ThreadsafeCallback {
+    fn run(&mut self) {
+        if let Some(call) = self.0.take() {
+            // A cancel from another thread may have won the race.
+            if call.state.transition(CallStatus::Ran) {
+                (call.f)();
+            }
+        }
+    }
+}
+
+impl Drop for ThreadsafeCallback {
+    fn drop(&mut self) {
+        if let Some(call) = self.0.take() {
+            if call.state.transition(CallStatus::Dropped) {
+                let site = call.state.site();
+                log::warn!(
+                    target: "asyncio",
+                    "call_soon_threadsafe callback scheduled at {}:{} was dropped: \
+                     the event loop closed before running it",
+                    site.file(),
+                    site.line()
+                );
+            }
+        }
     }
 }
 

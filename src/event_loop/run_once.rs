@@ -10,7 +10,8 @@
 //!   2 poll_io                epoll_wait (skipped when pointless; a virtual
 //!                            clock jumps to the next deadline instead of sleeping)
 //!   3 dispatch_io_events     readiness → reader/writer handles → ready queue
-//!   3b drain_injected        task wakes from other threads → ready queue
+//!   3b drain_injected        task wakes, call_soon_threadsafe, stop from
+//!                            other threads → ready queue
 //!   4 collect_due_timers     expired timers → ready queue, by (deadline, seq)
 //!   5 run_ready              run exactly the callbacks ready at this point
 //!   6 queue_level_rechecks   fds that dispatched are rechecked by the next
@@ -130,11 +131,12 @@ impl LoopCore {
         }
     }
 
-    /// Phase 3b: wakes injected from other threads (or while the loop was
-    /// not running) schedule their tasks. One atomic load when there are none.
+    /// Phase 3b: work injected from other threads (task wakes,
+    /// `call_soon_threadsafe`, `stop`) joins the ready queue, in arrival
+    /// order. One atomic load when there is none.
     fn drain_injected(&self) {
         if self.remote.has_injected() {
-            self.remote.drain_wakes(|id| self.schedule_task(id));
+            self.drain_remote();
         }
     }
 

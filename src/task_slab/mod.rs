@@ -387,7 +387,11 @@ mod tests {
             sc.spawn(|| drop((*borrowed).clone()));
         });
         let mut got = Vec::new();
-        s.remote.drain_wakes(|id| got.push(id));
+        s.remote.drain(|item| {
+            if let crate::remote::Injected::Wake(id) = item {
+                got.push(id)
+            }
+        });
         assert_eq!(got.len(), 9);
         assert!(got.iter().all(|id| *id == s.id));
         assert_eq!(s.live_wakers(), 0);

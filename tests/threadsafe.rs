@@ -1,0 +1,257 @@
+//! The thread-safe door: `LoopHandle`, `call_soon_threadsafe`, remote
+//! wakes, `stop` from another thread, closing while others post.
+//! Bounded waits only: no test depends on timing to pass.
+
+mod util;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+use std::thread;
+
+use aioloop::{CallStatus, EventLoop, LoopError};
+use util::{capture_logs, logs, stopper, Recorder};
+
+#[test]
+fn a_post_joined_before_call_soon_runs_first() {
+    // asyncio's test_call_soon_threadsafe: another thread posts `hello` and
+    // is joined; then the loop thread calls call_soon(`world`).
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let (door, o) = (lp.loop_handle(), order.clone());
+    thread::spawn(move || {
+        door.call_soon_threadsafe(move || o.lock().unwrap().push("hello"))
+            .unwrap();
+    })
+    .join()
+    .unwrap();
+    let o = order.clone();
+    lp.call_soon(move || o.lock().unwrap().push("world"))
+        .unwrap();
+    lp.call_soon(stopper(&lp)).unwrap();
+    lp.run_forever().unwrap();
+    assert_eq!(*order.lock().unwrap(), ["hello", "world"]);
+}
+
+#[test]
+fn call_soon_threadsafe_on_the_loop_thread_keeps_fifo_with_call_soon() {
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let rec = Arc::new(Mutex::new(Vec::new()));
+    let door = lp.loop_handle();
+    let r = rec.clone();
+    lp.call_soon(move || r.lock().unwrap().push(1)).unwrap();
+    let r = rec.clone();
+    door.call_soon_threadsafe(move || r.lock().unwrap().push(2))
+        .unwrap();
+    let r = rec.clone();
+    lp.call_soon(move || r.lock().unwrap().push(3)).unwrap();
+    lp.call_soon(stopper(&lp)).unwrap();
+    lp.run_forever().unwrap();
+    assert_eq!(*rec.lock().unwrap(), [1, 2, 3]);
+}
+
+#[test]
+fn eight_threads_post_100k_each_nothing_lost_per_thread_order_kept() {
+    const THREADS: usize = 8;
+    const POSTS: usize = 100_000;
+    let lp = EventLoop::new().unwrap();
+    let last: Arc<Vec<AtomicUsize>> = Arc::new((0..THREADS).map(|_| AtomicUsize::new(0)).collect());
+    let total = Arc::new(AtomicUsize::new(0));
+    let out_of_order = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for t in 0..THREADS {
+        let door = lp.loop_handle();
+        let (last, total, ooo) = (last.clone(), total.clone(), out_of_order.clone());
+        workers.push(thread::spawn(move || {
+            for i in 1..=POSTS {
+                let (last, total, ooo) = (last.clone(), total.clone(), ooo.clone());
+                door.call_soon_threadsafe(move || {
+                    if last[t].swap(i, Ordering::Relaxed) != i - 1 {
+                        ooo.store(true, Ordering::Relaxed);
+                    }
+                    total.fetch_add(1, Ordering::Relaxed);
+                })
+                .unwrap();
+            }
+        }));
+    }
+    // Stop once everything arrived: a checker re-posts itself until done.
+    fn check(lp: aioloop::LoopRef, total: Arc<AtomicUsize>, want: usize) {
+        if total.load(Ordering::Relaxed) == want {
+            lp.stop();
+        } else {
+            let l = lp.clone();
+            lp.call_later(std::time::Duration::from_millis(1), move || {
+                check(l, total, want)
+            })
+            .unwrap();
+        }
+    }
+    let (l, tt) = (lp.loop_ref(), total.clone());
+    lp.call_soon(move || check(l, tt, THREADS * POSTS)).unwrap();
+    lp.run_forever().unwrap();
+    for w in workers {
+        w.join().unwrap();
+    }
+    assert_eq!(total.load(Ordering::Relaxed), THREADS * POSTS);
+    assert!(
+        !out_of_order.load(Ordering::Relaxed),
+        "per-thread FIFO broken"
+    );
+    for t in 0..THREADS {
+        assert_eq!(last[t].load(Ordering::Relaxed), POSTS);
+    }
+}
+
+#[test]
+fn a_post_wakes_a_loop_blocked_in_poll() {
+    // Nothing scheduled: the loop blocks in epoll_wait until the post.
+    let lp = EventLoop::new().unwrap();
+    let door = lp.loop_handle();
+    let ran = Arc::new(AtomicBool::new(false));
+    let r = ran.clone();
+    let l = lp.loop_ref();
+    let t = thread::spawn(move || {
+        let d2 = door.clone();
+        door.call_soon_threadsafe(move || {
+            r.store(true, Ordering::Relaxed);
+            d2.stop().unwrap();
+        })
+        .unwrap();
+    });
+    lp.run_forever().unwrap();
+    t.join().unwrap();
+    assert!(ran.load(Ordering::Relaxed));
+    drop(l);
+}
+
+#[test]
+fn stop_from_another_thread() {
+    let lp = EventLoop::new().unwrap();
+    let door = lp.loop_handle();
+    let barrier = Arc::new(Barrier::new(2));
+    let b = barrier.clone();
+    // A callback that reschedules itself forever: only stop() ends the run.
+    fn spin(lp: aioloop::LoopRef, b: Arc<Barrier>, first: bool) {
+        if first {
+            b.wait(); // the loop is running now
+        }
+        let l = lp.clone();
+        lp.call_soon(move || spin(l, b, false)).unwrap();
+    }
+    let l = lp.loop_ref();
+    lp.call_soon(move || spin(l, b, true)).unwrap();
+    let t = thread::spawn(move || {
+        barrier.wait();
+        door.stop().unwrap();
+    });
+    lp.run_forever().unwrap();
+    t.join().unwrap();
+    assert!(!lp.is_running());
+}
+
+#[test]
+fn a_handle_cancelled_from_another_thread_never_runs() {
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let h = lp
+        .loop_handle()
+        .call_soon_threadsafe(|| panic!("cancelled"))
+        .unwrap();
+    let h2 = h.clone();
+    thread::spawn(move || assert!(h2.cancel())).join().unwrap();
+    assert!(!h.cancel(), "already cancelled");
+    lp.call_soon(stopper(&lp)).unwrap();
+    lp.run_forever().unwrap();
+    assert_eq!(h.status(), CallStatus::Cancelled);
+}
+
+#[test]
+fn posting_to_a_closed_loop_is_refused_with_asyncios_words() {
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let door = lp.loop_handle();
+    lp.close().unwrap();
+    assert!(door.is_closed());
+    let err = door.call_soon_threadsafe(|| {}).unwrap_err();
+    assert!(matches!(err, LoopError::Closed));
+    assert_eq!(err.to_string(), "Event loop is closed");
+    assert!(door.stop().is_err());
+}
+
+#[test]
+fn closing_while_others_post_loses_nothing_silently() {
+    // Every post ends exactly one way: refused (Err), ran, or dropped at
+    // close with a warning logged. Nothing stays Pending.
+    capture_logs();
+    const THREADS: usize = 4;
+    let lp = EventLoop::new().unwrap();
+    let handles = Arc::new(Mutex::new(Vec::new()));
+    let refused = Arc::new(AtomicUsize::new(0));
+    let started = Arc::new(Barrier::new(THREADS + 1));
+    let mut workers = Vec::new();
+    for _ in 0..THREADS {
+        let door = lp.loop_handle();
+        let (handles, refused, started) = (handles.clone(), refused.clone(), started.clone());
+        workers.push(thread::spawn(move || {
+            started.wait();
+            // Bounded: at most 200,000 posts per thread.
+            for _ in 0..200_000 {
+                match door.call_soon_threadsafe(|| {}) {
+                    Ok(h) => handles.lock().unwrap().push(h),
+                    Err(_) => {
+                        refused.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                }
+            }
+        }));
+    }
+    started.wait();
+    // Run a few iterations while they post, then close.
+    let rec = Recorder::new();
+    let r = rec.clone();
+    let l = lp.loop_ref();
+    lp.call_soon(move || {
+        r.push(());
+        l.stop();
+    })
+    .unwrap();
+    lp.run_forever().unwrap();
+    lp.close().unwrap();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let handles = handles.lock().unwrap();
+    let count = |s| handles.iter().filter(|h| h.status() == s).count();
+    let (ran, dropped) = (count(CallStatus::Ran), count(CallStatus::Dropped));
+    assert_eq!(count(CallStatus::Pending), 0, "nothing left in limbo");
+    assert_eq!(ran + dropped, handles.len());
+    let warnings = logs("asyncio")
+        .into_iter()
+        .filter(|(lvl, m)| {
+            *lvl == log::Level::Warn && m.contains("was dropped: the event loop closed")
+        })
+        .count();
+    assert_eq!(warnings, dropped, "every drop is reported");
+    assert!(refused.load(Ordering::Relaxed) <= THREADS);
+}
+
+#[test]
+fn a_burst_of_posts_wakes_the_reactor_far_less_than_once_per_post() {
+    let lp = EventLoop::new().unwrap();
+    let door = lp.loop_handle();
+    let before = door.reactor_wakes();
+    let d = door.clone();
+    thread::spawn(move || {
+        for _ in 0..1000 {
+            d.call_soon_threadsafe(|| {}).unwrap();
+        }
+        d.stop().unwrap();
+    })
+    .join()
+    .unwrap();
+    lp.run_forever().unwrap();
+    let wakes = door.reactor_wakes() - before;
+    assert!(
+        wakes >= 1 && wakes < 10,
+        "{wakes} reactor wakes for 1,000 posts"
+    );
+}

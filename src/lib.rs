@@ -103,6 +103,7 @@ pub use event_loop::{
     get_running_loop, EventLoop, ExceptionContext, ExceptionHandler, Handle, LoopRef, TimerHandle,
 };
 pub use futures::{Future, FutureWait};
+pub use remote::concurrent::{ConcurrentError, ConcurrentFuture};
 pub use remote::{CallStatus, LoopHandle, ThreadsafeHandle};
 pub use tasks::{
     all_tasks, create_task, current_task, AsTask, DoneCallbackId, Task, TaskRef, TaskWait, WaitDone,

@@ -255,3 +255,159 @@ fn a_burst_of_posts_wakes_the_reactor_far_less_than_once_per_post() {
         "{wakes} reactor wakes for 1,000 posts"
     );
 }
+
+// ------------------------------------------------------- run_coroutine_threadsafe
+
+use aioloop::{sleep, CancelledError, ConcurrentError, TaskError};
+use std::time::Duration;
+
+const LONG: Duration = Duration::from_secs(60);
+
+/// Runs the loop until `f`, run on another thread with the loop's handle,
+/// returns; the thread stops the loop.
+fn with_worker<R: Send + 'static>(
+    lp: &EventLoop,
+    f: impl FnOnce(aioloop::LoopHandle) -> R + Send + 'static,
+) -> R {
+    let door = lp.loop_handle();
+    let t = thread::spawn(move || {
+        let d = door.clone();
+        let r = f(door);
+        d.stop().unwrap();
+        r
+    });
+    lp.run_forever().unwrap();
+    t.join().unwrap()
+}
+
+#[test]
+fn run_coroutine_threadsafe_returns_the_result_to_another_thread() {
+    let lp = EventLoop::new().unwrap();
+    let got = with_worker(&lp, |door| {
+        let fut = door
+            .run_coroutine_threadsafe_with(|| async {
+                sleep(Duration::from_millis(1)).await?;
+                Ok::<_, CancelledError>("from the loop")
+            })
+            .unwrap();
+        (fut.result(Some(LONG)).unwrap(), fut.done(), fut.cancelled())
+    });
+    assert_eq!(got, ("from the loop", true, false));
+}
+
+#[test]
+fn the_tasks_exception_and_panic_reach_the_waiting_thread() {
+    let lp = EventLoop::new().unwrap();
+    let (failed, panicked) = with_worker(&lp, |door| {
+        let a = door
+            .run_coroutine_threadsafe(async { Err::<u8, _>("bad".to_owned()) })
+            .unwrap();
+        let b = door
+            .run_coroutine_threadsafe(async {
+                panic!("boom");
+                #[allow(unreachable_code)]
+                0u8
+            })
+            .unwrap();
+        (a.result(Some(LONG)), b.result(Some(LONG)))
+    });
+    assert!(
+        matches!(failed, Err(ConcurrentError::Task(TaskError::Exception(ref e))) if e == "bad")
+    );
+    assert!(
+        matches!(panicked, Err(ConcurrentError::Task(TaskError::Panicked(ref p))) if p.message() == "boom")
+    );
+}
+
+#[test]
+fn cancelling_the_concurrent_future_cancels_the_task_at_its_await() {
+    let lp = EventLoop::new().unwrap();
+    let caught = Arc::new(AtomicBool::new(false));
+    let c = caught.clone();
+    let (cancel_returned, cancelled) = with_worker(&lp, move |door| {
+        let fut = door
+            .run_coroutine_threadsafe_with(move || async move {
+                if let Err(e) = sleep(Duration::from_secs(3600)).await {
+                    c.store(true, Ordering::SeqCst);
+                    return Err(e);
+                }
+                Ok(())
+            })
+            .unwrap();
+        // Bounded wait until the task is parked in its sleep.
+        let start = std::time::Instant::now();
+        while !fut.done() && start.elapsed() < LONG {
+            let r = fut.cancel();
+            if r {
+                return (r, fut.cancelled());
+            }
+        }
+        (false, fut.cancelled())
+    });
+    assert!(cancel_returned && cancelled);
+    // The loop ran until stop(); the task got the cancel at its await.
+    lp.run_until_complete(sleep(Duration::from_millis(5)))
+        .unwrap()
+        .unwrap();
+    assert!(caught.load(Ordering::SeqCst), "the task saw CancelledError");
+}
+
+#[test]
+fn a_coroutine_cancelling_itself_makes_the_concurrent_future_cancelled() {
+    let lp = EventLoop::new().unwrap();
+    let cancelled = with_worker(&lp, |door| {
+        let fut = door
+            .run_coroutine_threadsafe_with(|| async {
+                aioloop::current_task().unwrap().cancel();
+                sleep(Duration::ZERO).await?;
+                Ok::<_, CancelledError>(())
+            })
+            .unwrap();
+        let r = fut.result(Some(LONG));
+        (
+            matches!(r, Err(ConcurrentError::Task(TaskError::Cancelled(_)))),
+            fut.cancelled(),
+        )
+    });
+    assert_eq!(cancelled, (true, true));
+}
+
+#[test]
+fn result_with_a_timeout_times_out_and_the_task_goes_on() {
+    let lp = EventLoop::new().unwrap();
+    let release = Arc::new(AtomicBool::new(false));
+    let got = with_worker(&lp, move |door| {
+        let r2 = release.clone();
+        let fut = door
+            .run_coroutine_threadsafe_with(move || async move {
+                while !r2.load(Ordering::SeqCst) {
+                    sleep(Duration::from_millis(1)).await?;
+                }
+                Ok::<_, CancelledError>(7)
+            })
+            .unwrap();
+        let first = fut.result(Some(Duration::from_millis(1)));
+        release.store(true, Ordering::SeqCst);
+        let second = fut.result(Some(LONG));
+        (
+            matches!(first, Err(ConcurrentError::Timeout(_))),
+            second.unwrap(),
+        )
+    });
+    assert_eq!(got, (true, 7));
+}
+
+#[test]
+fn a_loop_closed_before_running_the_coroutine_never_leaves_a_thread_waiting() {
+    let lp = EventLoop::new().unwrap();
+    let fut = lp
+        .loop_handle()
+        .run_coroutine_threadsafe(async { 1u8 })
+        .unwrap();
+    lp.close().unwrap();
+    let r = fut.result(Some(LONG));
+    assert!(
+        matches!(r, Err(ConcurrentError::Task(TaskError::Cancelled(_)))),
+        "{r:?}"
+    );
+}

@@ -6,7 +6,8 @@
 //! loop that such work goes through — an injection queue plus the reactor's
 //! [`mio::Waker`], the way libuv's `uv_async_send` works. asyncio's
 //! counterpart appends to `_ready` and writes a byte to the loop's self-pipe.
-//! [`LoopHandle`] is its public face.
+//! [`LoopHandle`] is its public face; `run_coroutine_threadsafe` and its
+//! `ConcurrentFuture` are in [`concurrent`].
 //!
 //! # Invariants
 //!
@@ -36,6 +37,8 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::errors::LoopError;
 use crate::task_slab::TaskId;
+
+pub(crate) mod concurrent;
 
 thread_local! {
     /// A per-thread address: two live threads never share it. Comparing it

@@ -240,13 +240,20 @@ impl<T, E> fmt::Debug for ConcurrentFuture<T, E> {
     }
 }
 
+type SharedOf<F> = Arc<
+    Shared<
+        <<F as StdFuture>::Output as TaskOutput>::Ok,
+        <<F as StdFuture>::Output as TaskOutput>::Err,
+    >,
+>;
+
 /// The task-side half: polls the posted future and reports its outcome.
 struct Bridge<F: StdFuture>
 where
     F::Output: TaskOutput,
 {
     fut: Pin<Box<F>>,
-    shared: Arc<Shared<<F::Output as TaskOutput>::Ok, <F::Output as TaskOutput>::Err>>,
+    shared: SharedOf<F>,
     cancel_forwarded: bool,
 }
 

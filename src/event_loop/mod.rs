@@ -63,7 +63,7 @@ use std::sync::Arc;
 
 use crate::errors::{LoopError, TaskError, TaskOutput};
 use crate::reactor::Reactor;
-use crate::remote::{CallStatus, Injected, LoopHandle, Remote, RemoteCall};
+use crate::remote::{Injected, LoopHandle, Remote};
 use crate::task_slab::{LocalScheduler, TaskId, TaskSlab, CURRENT_SCHEDULER};
 use crate::time::clock::{duration_to_ns, ns_to_secs, secs_to_ns_ceil, Clock};
 use crate::time::wheel::{TimerKey, TimerWheel};
@@ -287,9 +287,8 @@ impl LoopCore {
         self.remote.drain(|item| match item {
             Injected::Wake(id) => self.schedule_task(id),
             Injected::Call(call) => {
-                let site = call.state.site();
-                let mut cb = ThreadsafeCallback(Some(call));
-                self.ready.push(Handle::once(move || cb.run(), site));
+                let site = call.site();
+                self.ready.push(Handle::once(move || call.run(), site));
             }
             Injected::Stop => self.stopping.set(true),
         });
@@ -569,11 +568,8 @@ impl LoopRef {
             t.abandon();
         }
         drop(tasks);
-        for item in injected {
-            if let Injected::Call(call) = item {
-                drop(ThreadsafeCallback(Some(call)));
-            }
-        }
+        // Callbacks among them report themselves as they drop.
+        drop(injected);
         drop(ready);
         drop(timers);
         for h in io_handles {
@@ -714,39 +710,6 @@ impl LoopRef {
     /// `asyncio` (asyncio's `default_exception_handler`).
     pub fn default_exception_handler(&self, context: &ExceptionContext) {
         exceptions::default_exception_handler(context);
-    }
-}
-
-/// A `call_soon_threadsafe` callback on the loop's side. If it is dropped
-/// without having run or been cancelled (the loop closed first), the drop
-/// is logged: no posted work disappears silently.
-struct ThreadsafeCallback(Option<RemoteCall>);
-
-impl ThreadsafeCallback {
-    fn run(&mut self) {
-        if let Some(call) = self.0.take() {
-            // A cancel from another thread may have won the race.
-            if call.state.transition(CallStatus::Ran) {
-                (call.f)();
-            }
-        }
-    }
-}
-
-impl Drop for ThreadsafeCallback {
-    fn drop(&mut self) {
-        if let Some(call) = self.0.take() {
-            if call.state.transition(CallStatus::Dropped) {
-                let site = call.state.site();
-                log::warn!(
-                    target: "asyncio",
-                    "call_soon_threadsafe callback scheduled at {}:{} was dropped: \
-                     the event loop closed before running it",
-                    site.file(),
-                    site.line()
-                );
-            }
-        }
     }
 }
 

@@ -19,21 +19,26 @@
 //! - Checking for injected work costs the loop one atomic load per
 //!   iteration (and `call_soon` one more); no system call when nothing was
 //!   injected.
-//! - Nothing is lost at close: a post either is refused (`Event loop is
-//!   closed`, the closure handed back to no one but dropped on the poster's
-//!   side) or is in the queue when the loop drains it for the last time.
-//!   Posting registers itself in `inflight` before it checks `closed`, and
-//!   closing sets `closed` before it waits for `inflight` to reach zero
-//!   (both `SeqCst`): one of the two always sees the other. Callbacks still
-//!   queued at close are reported, never silently dropped.
+//! - Nothing is lost silently: a post after `close()` is refused (`Event
+//!   loop is closed`); a callback that was accepted but never runs — still
+//!   queued at close, or posted in the instant `close()` ran (asyncio has
+//!   the same race between `_check_closed` and the append) — reports itself
+//!   when it is dropped, wherever that happens ([`RemoteCall`]'s `Drop`).
+//!   `close()` drains the queue and then drops the receiver: the channel
+//!   disconnects, a send still in progress is discarded (so its callback
+//!   reports itself at once) and later sends fail (so the poster hears
+//!   `Event loop is closed`). Posting costs no read-modify-write beyond the
+//!   channel's own, but for the first post of a batch (the `notified`
+//!   flag).
 //! - Per-producer FIFO: the queue is a FIFO channel, drained in order.
 
 use std::fmt;
 use std::panic::Location;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
 
 use crate::errors::LoopError;
 use crate::task_slab::TaskId;
@@ -50,10 +55,41 @@ fn thread_mark() -> usize {
     THREAD_MARK.with(|m| m as *const u8 as usize)
 }
 
-/// A thread-safe callback as it travels to the loop.
+/// A thread-safe callback as it travels to the loop. Dropped without
+/// having run or been cancelled, it marks itself `Dropped` and logs it.
 pub(crate) struct RemoteCall {
-    pub(crate) state: Arc<CallState>,
-    pub(crate) f: Box<dyn FnOnce() + Send>,
+    state: Arc<CallState>,
+    f: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl RemoteCall {
+    pub(crate) fn site(&self) -> &'static Location<'static> {
+        self.state.site
+    }
+
+    /// Runs the callback, unless a cancel from another thread won the race.
+    pub(crate) fn run(mut self) {
+        if let Some(f) = self.f.take() {
+            if self.state.transition(CallStatus::Ran) {
+                f();
+            }
+        }
+    }
+}
+
+impl Drop for RemoteCall {
+    fn drop(&mut self) {
+        if self.f.is_some() && self.state.transition(CallStatus::Dropped) {
+            let site = self.state.site;
+            log::warn!(
+                target: "asyncio",
+                "call_soon_threadsafe callback scheduled at {}:{} was dropped: \
+                 the event loop closed before running it",
+                site.file(),
+                site.line()
+            );
+        }
+    }
 }
 
 /// One item of the injection queue.
@@ -69,10 +105,10 @@ pub(crate) enum Injected {
 /// The `Send + Sync` part of a loop.
 pub(crate) struct Remote {
     tx: Sender<Injected>,
-    rx: Receiver<Injected>,
+    /// Taken by the loop's thread only (to drain), and dropped at close.
+    rx: Mutex<Option<Receiver<Injected>>>,
     notified: AtomicBool,
     closed: AtomicBool,
-    inflight: AtomicUsize,
     reactor_wakes: AtomicU64,
     reactor_waker: Arc<mio::Waker>,
     owner_mark: usize,
@@ -84,10 +120,9 @@ impl Remote {
         let (tx, rx) = crossbeam_channel::unbounded();
         Remote {
             tx,
-            rx,
+            rx: Mutex::new(Some(rx)),
             notified: AtomicBool::new(false),
             closed: AtomicBool::new(false),
-            inflight: AtomicUsize::new(0),
             reactor_wakes: AtomicU64::new(0),
             reactor_waker,
             owner_mark: thread_mark(),
@@ -103,15 +138,14 @@ impl Remote {
     /// Queues an item from any thread and wakes the reactor if it is the
     /// first of a batch. Hands the item back if the loop is closed.
     pub(crate) fn post(&self, item: Injected) -> Result<(), Injected> {
-        self.inflight.fetch_add(1, Ordering::SeqCst);
-        if self.closed.load(Ordering::SeqCst) {
-            self.inflight.fetch_sub(1, Ordering::SeqCst);
+        if self.closed.load(Ordering::Acquire) {
             return Err(item);
         }
-        let sent = self.tx.send(item).map_err(|e| e.into_inner());
-        self.inflight.fetch_sub(1, Ordering::SeqCst);
-        sent?;
-        if !self.notified.swap(true, Ordering::AcqRel) {
+        self.tx.send(item).map_err(|e| e.into_inner())?;
+        // Load before swap: while a batch is pending the flag is already
+        // set, and a plain load keeps the cache line shared between
+        // producers instead of bouncing it with a read-modify-write.
+        if !self.notified.load(Ordering::Acquire) && !self.notified.swap(true, Ordering::AcqRel) {
             self.reactor_wakes.fetch_add(1, Ordering::Relaxed);
             // A failed eventfd write leaves the flag set: the loop still
             // finds the work on its next iteration, it just may wake late.
@@ -133,12 +167,16 @@ impl Remote {
     }
 
     /// Takes every injected item, in arrival order (FIFO per producer).
+    /// `f` must not post or drain (it does not: it only queues work).
     pub(crate) fn drain(&self, mut f: impl FnMut(Injected)) {
         if !self.notified.swap(false, Ordering::AcqRel) {
             return;
         }
-        while let Ok(item) = self.rx.try_recv() {
-            f(item);
+        let rx = self.rx.lock();
+        if let Some(rx) = rx.as_ref() {
+            while let Ok(item) = rx.try_recv() {
+                f(item);
+            }
         }
     }
 
@@ -152,15 +190,17 @@ impl Remote {
         self.closed.load(Ordering::SeqCst)
     }
 
-    /// Refuses further posts and returns what was still queued, once no
-    /// post is half-way through (see the module invariants).
+    /// Refuses further posts and returns what was still queued (each
+    /// callback among them reports itself when dropped).
     pub(crate) fn close(&self) -> Vec<Injected> {
         self.closed.store(true, Ordering::SeqCst);
-        while self.inflight.load(Ordering::SeqCst) != 0 {
-            std::hint::spin_loop();
-        }
         self.notified.store(false, Ordering::SeqCst);
-        self.rx.try_iter().collect()
+        let rx = self.rx.lock().take();
+        let left: Vec<Injected> = rx.as_ref().map(|rx| rx.try_iter().collect()).unwrap_or_default();
+        // Disconnect: crossbeam discards (drops) a message whose send was in
+        // progress, and fails every later send.
+        drop(rx);
+        left
     }
 }
 
@@ -202,9 +242,6 @@ impl CallState {
             .is_ok()
     }
 
-    pub(crate) fn site(&self) -> &'static Location<'static> {
-        self.site
-    }
 }
 
 /// The handle of a `call_soon_threadsafe` callback: `Send + Sync`, and
@@ -314,11 +351,19 @@ impl LoopHandle {
         });
         let call = RemoteCall {
             state: state.clone(),
-            f: Box::new(f),
+            f: Some(Box::new(f)),
         };
         match self.remote.post(Injected::Call(call)) {
             Ok(()) => Ok(ThreadsafeHandle { state }),
-            Err(_) => Err(LoopError::Closed),
+            Err(refused) => {
+                // Refused, not lost: the caller hears it, so it is not
+                // reported as dropped.
+                if let Injected::Call(mut c) = refused {
+                    c.f = None;
+                    c.state.transition(CallStatus::Dropped);
+                }
+                Err(LoopError::Closed)
+            }
         }
     }
 

@@ -65,7 +65,11 @@ use crate::errors::{CancelledError, Exception, LoopError, PanicError};
 use crate::event_loop::LoopRef;
 use crate::tasks::take_cancel_request;
 
-type Job = Box<dyn FnOnce() + Send + 'static>;
+/// A queued job. It is given the pool's idle count, to count its worker
+/// idle *before* waking the awaiter: the awaiter's next job then finds an
+/// idle worker instead of starting a thread (CPython releases its idle
+/// semaphore after the work item, where the GIL makes that race rare).
+type Job = Box<dyn FnOnce(&AtomicUsize) + Send + 'static>;
 
 /// A pool of worker threads for blocking functions (Python's
 /// `concurrent.futures.ThreadPoolExecutor`).
@@ -174,8 +178,9 @@ impl ThreadPool {
             state: Mutex::new(SlotState::Pending(None)),
         });
         let job_slot = slot.clone();
-        self.execute(Box::new(move || {
+        self.execute(Box::new(move |idle| {
             let out = catch_unwind(AssertUnwindSafe(f)).map_err(PanicError::new);
+            idle.fetch_add(1, Ordering::AcqRel);
             job_slot.complete(out);
         }))?;
         Ok(ExecutorFuture {
@@ -199,7 +204,7 @@ impl ThreadPool {
                 Ok(w) => state.workers.push(w),
                 // The running workers will take the job in time.
                 Err(_) if !state.workers.is_empty() => {}
-                Err(e) => return Err(ExecutorError::Spawn(e)),
+                Err(e) => return Err(ExecutorError::Spawn(Arc::new(e))),
             }
         }
         // Cannot fail: `self.jobs` keeps the channel connected.
@@ -216,8 +221,7 @@ impl ThreadPool {
                 // Ends when the pool is shut down and the queue is empty.
                 while let Ok(job) = jobs.recv() {
                     // Jobs are wrapped by `submit` and never unwind.
-                    job();
-                    idle.fetch_add(1, Ordering::AcqRel);
+                    job(&idle);
                 }
             })
     }
@@ -280,7 +284,7 @@ fn default_max_workers() -> usize {
 /// assert!(e.as_cancelled().is_some());
 /// assert_eq!(ExecutorError::Shutdown.to_string(), "cannot schedule new futures after shutdown");
 /// ```
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum ExecutorError {
     /// The awaiting task was cancelled; the job (if it started) runs on and
@@ -293,10 +297,10 @@ pub enum ExecutorError {
     /// `run_in_executor` on the default executor after
     /// `shutdown_default_executor` (or `close`) was called.
     DefaultExecutorShutdown,
-    /// The loop refused the request (`Event loop is closed`).
-    Loop(LoopError),
+    /// The loop is closed (`Event loop is closed`).
+    Closed,
     /// The pool had no thread and the OS refused to start one.
-    Spawn(io::Error),
+    Spawn(Arc<io::Error>),
 }
 
 impl ExecutorError {
@@ -315,7 +319,7 @@ impl fmt::Display for ExecutorError {
             ExecutorError::DefaultExecutorShutdown => {
                 f.write_str("Executor shutdown has been called")
             }
-            ExecutorError::Loop(e) => fmt::Display::fmt(e, f),
+            ExecutorError::Closed => fmt::Display::fmt(&LoopError::Closed, f),
             ExecutorError::Spawn(e) => write!(f, "can't start new thread: {e}"),
         }
     }
@@ -326,9 +330,10 @@ impl std::error::Error for ExecutorError {
         match self {
             ExecutorError::Cancelled(c) => Some(c),
             ExecutorError::Panicked(p) => Some(p),
-            ExecutorError::Loop(e) => Some(e),
-            ExecutorError::Spawn(e) => Some(e),
-            ExecutorError::Shutdown | ExecutorError::DefaultExecutorShutdown => None,
+            ExecutorError::Spawn(e) => Some(&**e),
+            ExecutorError::Shutdown
+            | ExecutorError::DefaultExecutorShutdown
+            | ExecutorError::Closed => None,
         }
     }
 }
@@ -345,12 +350,6 @@ impl Exception for ExecutorError {
 impl From<CancelledError> for ExecutorError {
     fn from(c: CancelledError) -> Self {
         ExecutorError::Cancelled(c)
-    }
-}
-
-impl From<LoopError> for ExecutorError {
-    fn from(e: LoopError) -> Self {
-        ExecutorError::Loop(e)
     }
 }
 
@@ -579,7 +578,7 @@ impl LoopRef {
         R: Send + 'static,
     {
         if self.is_closed() {
-            return ExecutorFuture::failed(ExecutorError::Loop(LoopError::Closed));
+            return ExecutorFuture::failed(ExecutorError::Closed);
         }
         pool.submit(f).unwrap_or_else(ExecutorFuture::failed)
     }
@@ -608,7 +607,7 @@ impl LoopRef {
     /// (asyncio's `_check_default_executor`).
     pub fn default_executor(&self) -> Result<Arc<ThreadPool>, ExecutorError> {
         if self.is_closed() {
-            return Err(ExecutorError::Loop(LoopError::Closed));
+            return Err(ExecutorError::Closed);
         }
         let ex = &self.core().executor;
         if ex.shutdown_called.get() {

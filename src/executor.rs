@@ -45,6 +45,16 @@
 //!   they have and every worker has exited.
 //! - The loop is never blocked by the executor: waiting for a shutdown
 //!   happens on a helper thread, as asyncio's `_do_shutdown` does.
+//! - A worker counts itself idle *before* it wakes the awaiter, so a task
+//!   awaiting jobs one after another keeps using one thread.
+//!
+//! # Not yet mirrored
+//!
+//! asyncio's `close()` shuts the default executor down without waiting;
+//! here that happens when the loop is freed (the `Drop` of its
+//! `DefaultExecutor` field), and `close()` only makes `run_in_executor`
+//! fail with `Event loop is closed`. `aioloop::run` does not yet await
+//! `shutdown_default_executor(300 s)` before closing, as `asyncio.run` does.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -181,7 +191,9 @@ impl ThreadPool {
         self.execute(Box::new(move |idle| {
             let out = catch_unwind(AssertUnwindSafe(f)).map_err(PanicError::new);
             idle.fetch_add(1, Ordering::AcqRel);
-            job_slot.complete(out);
+            // An abandoned result is dropped here, and a panicking
+            // destructor must not kill the worker: nobody is left to tell.
+            let _ = catch_unwind(AssertUnwindSafe(|| job_slot.complete(out)));
         }))?;
         Ok(ExecutorFuture {
             state: FutState::Waiting(slot),

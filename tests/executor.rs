@@ -230,6 +230,78 @@ fn cancelling_the_awaiting_task_lets_the_job_finish_and_drops_its_result() {
     .unwrap();
 }
 
+/// A result whose destructor panics.
+struct PanicsOnDrop;
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        panic!("drop");
+    }
+}
+
+#[test]
+fn an_abandoned_result_whose_drop_panics_does_not_kill_the_worker() {
+    let pool = Arc::new(ThreadPool::new(1));
+    let lp = EventLoop::new().unwrap();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let p = pool.clone();
+    let name = lp
+        .run_until_complete(async move {
+            let fut = running().run_in_executor_on(&p, move || {
+                let _ = release_rx.recv_timeout(LIMIT);
+                PanicsOnDrop
+            });
+            // Dropping the future abandons the result: the worker drops it.
+            drop(fut);
+            release_tx.send(()).unwrap();
+            within(
+                running()
+                    .run_in_executor_on(&p, || std::thread::current().name().unwrap().to_owned()),
+            )
+            .await
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(name, "aioloop-executor-0", "the only worker lived on");
+}
+
+#[test]
+fn with_box_dyn_error_the_cancellation_is_the_boxed_errors_source() {
+    let lp = EventLoop::new().unwrap();
+    let (started_tx, started_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    lp.run_until_complete(async move {
+        let task = create_task(async move {
+            running()
+                .run_in_executor(move || {
+                    started_tx.send(()).unwrap();
+                    let _ = release_rx.recv_timeout(LIMIT);
+                })
+                .await?;
+            Ok::<(), Box<dyn std::error::Error>>(())
+        })
+        .unwrap();
+        recv_on_executor(started_rx).await;
+        task.cancel_with("bye");
+        let _ = within(task.as_ref().wait_done()).await;
+        release_tx.send(()).unwrap();
+        let err = match task.await {
+            Err(aioloop::TaskError::Exception(e)) => e,
+            Err(aioloop::TaskError::Cancelled(c)) => Box::new(ExecutorError::Cancelled(c)),
+            other => panic!("{other:?}"),
+        };
+        let e = err.downcast_ref::<ExecutorError>().unwrap();
+        assert!(e.is_cancelled());
+        let source = std::error::Error::source(e).unwrap();
+        assert_eq!(
+            source.downcast_ref::<CancelledError>().unwrap().message(),
+            Some("bye")
+        );
+    })
+    .unwrap()
+    .unwrap();
+}
+
 #[test]
 fn a_task_may_catch_the_cancellation_and_go_on() {
     let lp = EventLoop::new().unwrap();
@@ -312,6 +384,8 @@ fn shutdown_with_wait_runs_the_queued_jobs_first() {
 fn a_pool_is_send_and_sync_and_accepts_jobs_from_any_thread() {
     fn send_sync<T: Send + Sync>() {}
     send_sync::<ThreadPool>();
+    fn send<T: Send>() {}
+    send::<aioloop::ExecutorFuture<u8>>();
     let pool = Arc::new(ThreadPool::new(2));
     let p = pool.clone();
     let fut = std::thread::spawn(move || p.submit(|| 7u8).unwrap())

@@ -121,3 +121,6 @@ pub use combinators::task_group::{TaskGroup, TaskGroupError, TaskGroupStateError
 pub use combinators::wait::{
     as_completed, wait, AsCompleted, AsCompletedError, CompletedItem, DonePending, ReturnWhen, Wait,
 };
+// executor exports
+mod executor;
+pub use executor::{ExecutorError, ExecutorFuture, ThreadPool};

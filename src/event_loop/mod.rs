@@ -100,6 +100,8 @@ pub(crate) struct LoopCore {
     /// asyncio's `_stopping`: set by `stop()`, read after each iteration.
     pub(crate) stopping: Cell<bool>,
     exception_handler: RefCell<Option<ExceptionHandler>>,
+    /// asyncio's `_default_executor`, created on first `run_in_executor`.
+    pub(crate) executor: crate::executor::DefaultExecutor,
 }
 
 thread_local! {
@@ -195,6 +197,7 @@ impl EventLoop {
             state: Cell::new(LoopState::Idle),
             stopping: Cell::new(false),
             exception_handler: RefCell::new(None),
+            executor: Default::default(),
         };
         Ok(EventLoop {
             lp: LoopRef {

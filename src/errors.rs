@@ -366,14 +366,21 @@ impl<E: Exception> Exception for TaskError<E> {
         }
     }
 }
+/// The `CancelledError` somewhere in `e`'s `source()` chain, if any: an
+/// error that wraps a cancellation (`ExecutorError::Cancelled`, say) and
+/// was boxed by `?` still ends its task cancelled.
+fn cancelled_in_chain<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a CancelledError> {
+    std::iter::successors(Some(e), |e| e.source()).find_map(|e| e.downcast_ref::<CancelledError>())
+}
+
 impl Exception for Box<dyn std::error::Error> {
     fn as_cancelled(&self) -> Option<&CancelledError> {
-        self.downcast_ref::<CancelledError>()
+        cancelled_in_chain(&**self)
     }
 }
 impl Exception for Box<dyn std::error::Error + Send + Sync> {
     fn as_cancelled(&self) -> Option<&CancelledError> {
-        self.downcast_ref::<CancelledError>()
+        cancelled_in_chain(&**self)
     }
 }
 impl Exception for io::Error {}

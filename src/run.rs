@@ -23,8 +23,11 @@
 //!   during that shutdown gets its first step but is not cancelled in turn;
 //!   closing the loop drops it.
 //!
-//! Not yet mirrored: asyncio's shutdown of async generators and of the
-//! default executor (aioloop has neither yet), and the `unhandled exception
+//! - The default executor is shut down, waiting for its running jobs (at
+//!   most 300 s, as 3.12), before the loop closes.
+//!
+//! Not yet mirrored: asyncio's shutdown of async generators (aioloop has
+//! none), and the `unhandled exception
 //! during asyncio.run() shutdown` report for a leftover task that fails
 //! instead of ending cancelled (a [`TaskRef`](crate::TaskRef) cannot give its
 //! exception; the loop's own never-retrieved report covers it).
@@ -102,6 +105,10 @@ where
     // (the loop was stopped early), which leaves `main`'s task among those
     // to cancel.
     cancel_all_tasks(&lp);
+    // asyncio 3.9+: wait for the default executor's jobs (3.12: at most
+    // 300 s) before closing.
+    let shutdown = lp.shutdown_default_executor(Some(std::time::Duration::from_secs(300)));
+    let _ = lp.run_until_complete(shutdown);
     lp.close()?;
     out
 }

@@ -228,3 +228,26 @@ fn a_failing_loop_factory_is_returned() {
     let out = run_with(|| Err(LoopError::Closed), async {});
     assert!(matches!(out, Err(LoopError::Closed)));
 }
+
+#[test]
+fn run_waits_for_the_default_executors_running_jobs() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let finished = Arc::new(AtomicBool::new(false));
+    let f = finished.clone();
+    aioloop::run(async move {
+        let lp = aioloop::get_running_loop().unwrap();
+        // Started, not awaited: main returns while the job still runs.
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        drop(lp.run_in_executor(move || {
+            let _ = rx.recv_timeout(std::time::Duration::from_millis(20));
+            f.store(true, Ordering::SeqCst);
+        }));
+        // The sender stays alive, so the job runs its full 20 ms: without
+        // the wait, run() would return (and this assert fail) before then.
+        std::mem::forget(tx);
+    })
+    .unwrap()
+    .unwrap();
+    assert!(finished.load(Ordering::SeqCst), "run() waited for the job");
+}

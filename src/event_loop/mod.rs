@@ -557,6 +557,8 @@ impl LoopRef {
             LoopState::Idle => {}
         }
         self.core.state.set(LoopState::Closed);
+        // asyncio's close(): executor.shutdown(wait=False).
+        self.core.executor.on_loop_close();
         // Posts from now on are refused; what was queued is reported below.
         let injected = self.core.remote.close();
         let tasks = self.core.tasks.borrow_mut().take_all();

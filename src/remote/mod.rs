@@ -196,7 +196,10 @@ impl Remote {
         self.closed.store(true, Ordering::SeqCst);
         self.notified.store(false, Ordering::SeqCst);
         let rx = self.rx.lock().take();
-        let left: Vec<Injected> = rx.as_ref().map(|rx| rx.try_iter().collect()).unwrap_or_default();
+        let left: Vec<Injected> = rx
+            .as_ref()
+            .map(|rx| rx.try_iter().collect())
+            .unwrap_or_default();
         // Disconnect: crossbeam discards (drops) a message whose send was in
         // progress, and fails every later send.
         drop(rx);
@@ -241,7 +244,6 @@ impl CallState {
             .compare_exchange(PENDING, to, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
     }
-
 }
 
 /// The handle of a `call_soon_threadsafe` callback: `Send + Sync`, and

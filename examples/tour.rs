@@ -1,7 +1,8 @@
 //! A tour of aioloop: callbacks, timers, a cancelled timer, a reader on a
 //! socket pair, a panicking callback, `stop()`; then tasks, a cancellation
-//! that the coroutine catches and cleans up after, and a `gather` — each
-//! line printed with the loop time at which it happened.
+//! that the coroutine catches and cleans up after, a `gather`, a worker
+//! thread feeding the loop, and a blocking job on the executor — each line
+//! printed with the loop time at which it happened.
 //!
 //! Run it with `cargo run --release --example tour`.
 
@@ -166,6 +167,32 @@ fn main() -> Result<(), LoopError> {
         }
         let names = gather(children).await;
         say(&l, &format!("main: gather -> {names:?} (input order)"));
+
+        // 9. The thread-safe door: a worker thread feeds the loop with
+        //    call_soon_threadsafe (the only way in from another thread; the
+        //    loop itself is !Send), and a blocking job runs on the executor
+        //    while the loop goes on.
+        let door = l.loop_handle();
+        let feeder = std::thread::spawn(move || {
+            for i in 1..=3 {
+                door.call_soon_threadsafe(move || {
+                    let lp = aioloop::get_running_loop().expect("runs on the loop");
+                    say(&lp, &format!("from the worker thread: message {i}"));
+                })
+                .expect("the loop is open");
+            }
+        });
+        let job = l.run_in_executor(|| {
+            // Blocking work, off the loop's thread.
+            let name = std::thread::current().name().unwrap_or("?").to_owned();
+            (1..=10u64).product::<u64>().to_string() + " computed on " + &name
+        });
+        sleep(Duration::from_millis(5)).await?;
+        feeder.join().expect("feeder thread");
+        match job.await {
+            Ok(v) => say(&l, &format!("main: executor job -> 10! = {v}")),
+            Err(e) => say(&l, &format!("main: executor job failed: {e}")),
+        }
         Ok::<_, CancelledError>(42)
     })?;
     say(&r, &format!("run_until_complete -> {outcome:?}"));

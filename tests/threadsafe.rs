@@ -411,3 +411,33 @@ fn a_loop_closed_before_running_the_coroutine_never_leaves_a_thread_waiting() {
         "{r:?}"
     );
 }
+
+#[test]
+fn no_wakeup_is_lost_while_the_loop_blocks_in_poll() {
+    // The handshake: the loop checks `notified`, finds nothing, and blocks
+    // in epoll_wait; a producer pushes, sets `notified` and writes the
+    // eventfd. Whatever the interleaving, the post must wake the loop. Each
+    // round below leaves the loop idle (nothing scheduled, no timer), so a
+    // lost wake-up hangs the test (and CI's limit catches it). 100,000
+    // rounds by default; AIOLOOP_STRESS_ROUNDS lowers it under valgrind.
+    let rounds: usize = std::env::var("AIOLOOP_STRESS_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let lp = EventLoop::new().unwrap();
+    let door = lp.loop_handle();
+    let (ack_tx, ack_rx) = std::sync::mpsc::channel::<usize>();
+    let producer = thread::spawn(move || {
+        for i in 0..rounds {
+            let ack = ack_tx.clone();
+            door.call_soon_threadsafe(move || ack.send(i).unwrap())
+                .unwrap();
+            // Wait for the loop to run it: it then goes back to sleep.
+            let got = ack_rx.recv_timeout(LONG).expect("a wake-up was lost");
+            assert_eq!(got, i);
+        }
+        door.stop().unwrap();
+    });
+    lp.run_forever().unwrap();
+    producer.join().unwrap();
+}

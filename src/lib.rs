@@ -30,7 +30,8 @@
 //! | handles, ready queue | `event_loop::handle`, `event_loop::ready` | callbacks | `Handle`, `_ready` |
 //! | fd table | `event_loop::io` | which callback serves which fd | selector key data |
 //! | the loop | [`EventLoop`], [`LoopRef`] | all of the above | `BaseEventLoop` |
-//! | remote side | `remote` | injected wakes from other threads | the self-pipe |
+//! | remote side | `remote`, [`LoopHandle`] | work injected from other threads: wakes, `call_soon_threadsafe`, `stop`, `run_coroutine_threadsafe` | the self-pipe |
+//! | executor | `executor`, [`ThreadPool`] | blocking jobs on worker threads | `run_in_executor` |
 //! | task slab, wakers | `task_slab` | task ids, aioloop's waker vtable | — |
 //! | futures, tasks | [`Future`], [`Task`], `outcome`, `waiters` | steps, cancellation, waiters | `Future`, `Task` |
 //! | combinators | `combinators` | sleep, wait_for, timeout, shield, gather, wait, TaskGroup | `tasks.py`, `timeouts.py`, `taskgroups.py` |
@@ -75,8 +76,10 @@
 //! | `CancelledError` at an `await`; `cancel`, `cancelling`, `uncancel` | `Err(`[`CancelledError`]`)` at aioloop awaitables; same names |
 //! | `sleep`, `wait_for`, `timeout`, `shield`, `gather`, `wait`, `as_completed`, `TaskGroup` | same names |
 //!
-//! The full table, with what is still to come (the thread-safe door,
-//! synchronization primitives, debug mode), is `docs/ASYNCIO_MAPPING.md`.
+//! | `call_soon_threadsafe`, `run_coroutine_threadsafe`, `run_in_executor` | [`LoopHandle`], [`ConcurrentFuture`], [`LoopRef::run_in_executor`] |
+//!
+//! The full table, with what is still to come (synchronization primitives,
+//! debug mode), is `docs/ASYNCIO_MAPPING.md`.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]

@@ -72,7 +72,7 @@
 //! | `add_reader`, `add_writer`, `remove_reader`, `remove_writer` | same names, on raw fds |
 //! | `set_exception_handler`, `call_exception_handler`, `default_exception_handler` | same names; the context is [`ExceptionContext`] |
 //! | `RuntimeError('Event loop is closed')` … | [`LoopError`], same texts |
-//! | `Future`, `Task`, `create_task`, `run_until_complete`, `asyncio.run` | [`Future`], [`Task`], [`create_task`], [`LoopRef::run_until_complete`], [`run`] |
+//! | `Future`, `Task`, `create_task`, `run_until_complete`, `asyncio.run` | [`Future`], [`Task`], [`create_task`], [`LoopRef::run_until_complete`], [`run()`] |
 //! | `CancelledError` at an `await`; `cancel`, `cancelling`, `uncancel` | `Err(`[`CancelledError`]`)` at aioloop awaitables; same names |
 //! | `sleep`, `wait_for`, `timeout`, `shield`, `gather`, `wait`, `as_completed`, `TaskGroup` | same names |
 //!
@@ -85,15 +85,15 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
-mod combinators;
+pub mod combinators;
 mod errors;
-mod event_loop;
-mod futures;
+pub mod event_loop;
+pub mod futures;
 mod outcome;
 pub mod reactor;
-mod remote;
+pub mod remote;
 mod task_slab;
-mod tasks;
+pub mod tasks;
 pub mod time;
 mod waiters;
 
@@ -113,7 +113,7 @@ pub use tasks::{
 };
 
 // comb-a exports
-mod run;
+pub mod run;
 pub use combinators::shield::{shield, Shield};
 pub use combinators::timeout::{timeout, timeout_at, Timeout, TimeoutState, TimeoutStateError};
 pub use combinators::wait_for::{wait_for, IntoTask, WaitForError};
@@ -125,5 +125,5 @@ pub use combinators::wait::{
     as_completed, wait, AsCompleted, AsCompletedError, CompletedItem, DonePending, ReturnWhen, Wait,
 };
 // executor exports
-mod executor;
+pub mod executor;
 pub use executor::{ExecutorError, ExecutorFuture, ThreadPool};

@@ -2,23 +2,23 @@
 //!
 //! | asyncio | module |
 //! |---|---|
-//! | `asyncio.sleep` | `sleep` |
-//! | `asyncio.wait_for` | `wait_for` |
-//! | `asyncio.timeout`, `timeout_at` | `timeout` |
-//! | `asyncio.shield` | `shield` |
-//! | `asyncio.gather` | `gather` |
-//! | `asyncio.wait`, `as_completed` | `wait` |
-//! | `asyncio.TaskGroup` | `task_group` |
+//! | `asyncio.sleep` | [`sleep`] |
+//! | `asyncio.wait_for` | [`wait_for`] |
+//! | `asyncio.timeout`, `timeout_at` | [`timeout`] |
+//! | `asyncio.shield` | [`shield`] |
+//! | `asyncio.gather` | [`gather`] |
+//! | `asyncio.wait`, `as_completed` | [`wait`] |
+//! | `asyncio.TaskGroup` | [`task_group`] |
 //!
 //! Each is a cancellation point (it starts its `poll` with the current
 //! task's pending cancel request, see `docs/CANCELLATION.md`), and each
 //! releases its timers and registrations when dropped.
 
 pub(crate) mod done_queue;
-pub(crate) mod gather;
-pub(crate) mod shield;
-pub(crate) mod sleep;
-pub(crate) mod task_group;
-pub(crate) mod timeout;
-pub(crate) mod wait;
-pub(crate) mod wait_for;
+pub mod gather;
+pub mod shield;
+pub mod sleep;
+pub mod task_group;
+pub mod timeout;
+pub mod wait;
+pub mod wait_for;

@@ -6,12 +6,12 @@
 //!
 //! | part | module | asyncio |
 //! |---|---|---|
-//! | ready queue | [`ready`] | `_ready` |
+//! | ready queue | `ready.rs` | `_ready` |
 //! | timer wheel | [`crate::time::wheel`] | `_scheduled` (a heap) |
-//! | reactor + fd table | [`crate::reactor`], [`io`] | `_selector` |
-//! | exception handler | [`exceptions`] | `_exception_handler` |
+//! | reactor + fd table | [`crate::reactor`], `io.rs` | `_selector` |
+//! | exception handler | `exceptions.rs` | `_exception_handler` |
 //!
-//! and runs them in [`run_once`], one iteration at a time.
+//! and runs them in `run_once.rs`, one iteration at a time.
 //!
 //! # Two types: the owner and the references
 //!

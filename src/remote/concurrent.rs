@@ -6,7 +6,7 @@
 //! `cancel()`, done callbacks. Its outcome mirrors the task's, and
 //! cancelling it cancels the task.
 //!
-//! Here the posted future runs inside a [`Bridge`] task. The bridge polls
+//! Here the posted future runs inside a `Bridge` task. The bridge polls
 //! it, catches a panic, and hands the outcome to the shared state, which a
 //! mutex and a condition variable make waitable from any thread.
 //!

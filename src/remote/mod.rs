@@ -2,7 +2,7 @@
 //!
 //! A loop is single-threaded and `!Send`, but work may come from anywhere:
 //! a [`std::task::Waker`] is `Send + Sync`, and asyncio has
-//! `call_soon_threadsafe`. [`Remote`] is the small `Send + Sync` part of a
+//! `call_soon_threadsafe`. `Remote` is the small `Send + Sync` part of a
 //! loop that such work goes through — an injection queue plus the reactor's
 //! [`mio::Waker`], the way libuv's `uv_async_send` works. asyncio's
 //! counterpart appends to `_ready` and writes a byte to the loop's self-pipe.
@@ -23,7 +23,7 @@
 //!   loop is closed`); a callback that was accepted but never runs — still
 //!   queued at close, or posted in the instant `close()` ran (asyncio has
 //!   the same race between `_check_closed` and the append) — reports itself
-//!   when it is dropped, wherever that happens ([`RemoteCall`]'s `Drop`).
+//!   when it is dropped, wherever that happens (`RemoteCall`'s `Drop`).
 //!   `close()` drains the queue and then drops the receiver: the channel
 //!   disconnects, a send still in progress is discarded (so its callback
 //!   reports itself at once) and later sends fail (so the poster hears
@@ -43,7 +43,7 @@ use parking_lot::Mutex;
 use crate::errors::LoopError;
 use crate::task_slab::TaskId;
 
-pub(crate) mod concurrent;
+pub mod concurrent;
 
 thread_local! {
     /// A per-thread address: two live threads never share it. Comparing it

@@ -115,7 +115,9 @@ pub use tasks::{
 // comb-a exports
 pub mod run;
 pub use combinators::shield::{shield, Shield};
-pub use combinators::timeout::{timeout, timeout_at, Timeout, TimeoutState, TimeoutStateError};
+pub use combinators::timeout::{
+    timeout, timeout_at, ScopeError, Timeout, TimeoutState, TimeoutStateError,
+};
 pub use combinators::wait_for::{wait_for, IntoTask, WaitForError};
 pub use run::{run, run_with, RunResult};
 // comb-b exports

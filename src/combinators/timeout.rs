@@ -180,6 +180,34 @@ pub enum TimeoutStateError {
     Loop(LoopError),
 }
 
+/// Why a [`Timeout`] scope could not be entered (asyncio raises
+/// `RuntimeError` with these texts); the body does not run.
+///
+/// ```
+/// assert_eq!(
+///     aioloop::ScopeError::AlreadyEntered.to_string(),
+///     "Timeout has already been entered"
+/// );
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScopeError {
+    /// `run` was called a second time on the same timeout.
+    AlreadyEntered,
+    /// `run` was awaited outside an aioloop task.
+    NotInTask,
+}
+
+impl fmt::Display for ScopeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ScopeError::AlreadyEntered => "Timeout has already been entered",
+            ScopeError::NotInTask => "Timeout should be used inside a task",
+        })
+    }
+}
+
+impl std::error::Error for ScopeError {}
+
 impl fmt::Display for TimeoutStateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -250,6 +278,9 @@ pub(crate) enum Exit<O> {
     /// The scope consumed a cancel request the body ignored, not the
     /// timeout's own.
     Cancelled(CancelledError),
+    /// The scope could not be entered (entered twice, or outside a task);
+    /// the body did not run.
+    Refused(ScopeError),
 }
 
 impl Timeout {
@@ -355,6 +386,7 @@ impl Timeout {
             Exit::Output(Err(e)) => Err(WaitForError::from_exception(e)),
             Exit::Timeout => Err(WaitForError::Timeout(crate::errors::TimeoutError)),
             Exit::Cancelled(c) => Err(WaitForError::Cancelled(c)),
+            Exit::Refused(e) => Err(WaitForError::State(e)),
         }
     }
 
@@ -366,7 +398,10 @@ impl Timeout {
         F: Future<Output = Result<T, X>>,
         X: Exception,
     {
-        let guard = self.enter();
+        let guard = match self.enter() {
+            Ok(g) => g,
+            Err(e) => return Exit::Refused(e),
+        };
         let mut slot = pin!(Some(body));
         let ended = poll_fn(|cx| {
             let Some(body) = slot.as_mut().as_pin_mut() else {
@@ -389,13 +424,14 @@ impl Timeout {
         guard.exit(ended)
     }
 
-    fn enter(&self) -> ScopeGuard<'_> {
+    fn enter(&self) -> Result<ScopeGuard<'_>, ScopeError> {
         let sh = &self.shared;
         if sh.state.get() != TimeoutState::Created {
-            panic!("Timeout has already been entered");
+            return Err(ScopeError::AlreadyEntered);
         }
-        let task = current_task().expect("Timeout should be used inside a task");
-        let lp = get_running_loop().expect("a task runs inside its loop");
+        let (Some(task), Ok(lp)) = (current_task(), get_running_loop()) else {
+            return Err(ScopeError::NotInTask);
+        };
         *sh.scope.borrow_mut() = Some(Scope {
             cancelling: task.cancelling(),
             task,
@@ -407,10 +443,10 @@ impl Timeout {
             // would corrupt its heap; refusing to time out is the lesser evil.
             log::warn!(target: "asyncio", "timeout not armed: {e}");
         }
-        ScopeGuard {
+        Ok(ScopeGuard {
             shared: sh,
             done: false,
-        }
+        })
     }
 }
 

@@ -133,6 +133,9 @@ pub enum WaitForError<E = std::convert::Infallible> {
     Exception(E),
     /// The inner task's outcome was already taken by another await.
     InvalidState(InvalidStateError),
+    /// A `Timeout` misused: entered twice, or outside a task (asyncio
+    /// raises `RuntimeError` with the same text).
+    State(crate::combinators::timeout::ScopeError),
 }
 
 impl<E> WaitForError<E> {
@@ -210,6 +213,7 @@ impl<E> WaitForError<E> {
             WaitForError::Panicked(p) => WaitForError::Panicked(p),
             WaitForError::Exception(e) => f(e),
             WaitForError::InvalidState(s) => WaitForError::InvalidState(s),
+            WaitForError::State(s) => WaitForError::State(s),
         }
     }
 }
@@ -222,6 +226,7 @@ impl<E: fmt::Display> fmt::Display for WaitForError<E> {
             WaitForError::Panicked(p) => fmt::Display::fmt(p, f),
             WaitForError::Exception(e) => fmt::Display::fmt(e, f),
             WaitForError::InvalidState(s) => write!(f, "InvalidStateError: {s}"),
+            WaitForError::State(s) => write!(f, "RuntimeError: {s}"),
         }
     }
 }
@@ -289,6 +294,7 @@ pub async fn wait_for<I: IntoTask>(
         Exit::Output(r) => r.map_err(WaitForError::from),
         Exit::Timeout => Err(WaitForError::Timeout(TimeoutError)),
         Exit::Cancelled(c) => Err(WaitForError::Cancelled(c)),
+        Exit::Refused(e) => Err(WaitForError::State(e)),
     }
 }
 

@@ -311,3 +311,104 @@ fn closing_the_loop_drops_a_pending_task_even_when_its_done_callback_holds_it() 
         "the pending task's future was dropped at close"
     );
 }
+
+/// Counts its polls; on the first, wakes itself five times (through clones
+/// and by reference) and keeps a clone; later polls stay Pending without
+/// waking, unless `finish` is set.
+struct WakeManyTimes {
+    polls: Rc<Cell<u32>>,
+    kept: Rc<std::cell::RefCell<Option<Waker>>>,
+    finish: Rc<Cell<bool>>,
+}
+
+impl StdFuture for WakeManyTimes {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.polls.set(self.polls.get() + 1);
+        if self.finish.get() {
+            return Poll::Ready(());
+        }
+        if self.polls.get() == 1 {
+            for _ in 0..3 {
+                cx.waker().wake_by_ref();
+            }
+            cx.waker().clone().wake();
+            let w = cx.waker().clone();
+            w.wake_by_ref();
+            *self.kept.borrow_mut() = Some(w);
+        }
+        Poll::Pending
+    }
+}
+
+fn wake_many() -> (
+    WakeManyTimes,
+    Rc<Cell<u32>>,
+    Rc<std::cell::RefCell<Option<Waker>>>,
+    Rc<Cell<bool>>,
+) {
+    let (polls, kept, finish) = (
+        Rc::new(Cell::new(0)),
+        Rc::new(std::cell::RefCell::new(None)),
+        Rc::new(Cell::new(false)),
+    );
+    let fut = WakeManyTimes {
+        polls: polls.clone(),
+        kept: kept.clone(),
+        finish: finish.clone(),
+    };
+    (fut, polls, kept, finish)
+}
+
+#[test]
+fn a_task_woken_many_times_before_it_runs_is_scheduled_once() {
+    // Five wakes during one step: the task must be queued once, so it is
+    // polled exactly once more (then it parks, never woken again).
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let (fut, polls, _kept, _finish) = wake_many();
+    let t = lp.create_task(fut).unwrap();
+    lp.run_until_complete(sleep(Duration::from_secs(1)))
+        .unwrap()
+        .unwrap();
+    assert_eq!(polls.get(), 2, "five wakes, one extra step");
+    assert!(!t.done());
+    assert_eq!(t.as_ref().waker_count(), 1, "the clone kept by the future");
+}
+
+#[test]
+fn a_stale_waker_of_a_finished_task_is_a_harmless_no_op() {
+    // Everything happens inside one main task, so the only slot freed is
+    // the finished task's, and the next task created reuses it: a stale
+    // wake must not reach the new occupant.
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let (fut, polls, kept, finish) = wake_many();
+    let op = Rc::new(Cell::new(0));
+    let op2 = op.clone();
+    let out = lp
+        .run_until_complete(async move {
+            let t = create_task(fut).unwrap();
+            sleep(Duration::ZERO).await.unwrap();
+            sleep(Duration::ZERO).await.unwrap();
+            finish.set(true);
+            kept.borrow().as_ref().unwrap().wake_by_ref(); // its last wake
+            let w = kept.borrow_mut().take().unwrap();
+            t.as_ref().wait_done().await.unwrap();
+            // Counts every poll (an async block would count only its first).
+            let other = create_task(std::future::poll_fn(move |_| {
+                op2.set(op2.get() + 1);
+                Poll::<()>::Pending
+            }))
+            .unwrap();
+            sleep(Duration::ZERO).await.unwrap();
+            let before = op.get();
+            w.wake_by_ref(); // stale: its task is done, its slot reused
+            w.wake();
+            sleep(Duration::ZERO).await.unwrap();
+            sleep(Duration::ZERO).await.unwrap();
+            (before, op.get(), other.done())
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(out, (1, 1, false), "the slot's new task was not woken");
+    assert_eq!(polls.get(), 3, "the finished task was not polled again");
+}

@@ -332,6 +332,8 @@ impl StdFuture for WakeManyTimes {
             for _ in 0..3 {
                 cx.waker().wake_by_ref();
             }
+            // On purpose: exercises the owned waker's wake-by-value path.
+            #[allow(clippy::waker_clone_wake)]
             cx.waker().clone().wake();
             let w = cx.waker().clone();
             w.wake_by_ref();

@@ -343,12 +343,15 @@ impl StdFuture for WakeManyTimes {
     }
 }
 
-fn wake_many() -> (
+/// The future, its poll counter, the waker clone it keeps, its finish flag.
+type WakeMany = (
     WakeManyTimes,
     Rc<Cell<u32>>,
     Rc<std::cell::RefCell<Option<Waker>>>,
     Rc<Cell<bool>>,
-) {
+);
+
+fn wake_many() -> WakeMany {
     let (polls, kept, finish) = (
         Rc::new(Cell::new(0)),
         Rc::new(std::cell::RefCell::new(None)),

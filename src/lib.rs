@@ -129,3 +129,9 @@ pub use combinators::wait::{
 // executor exports
 pub mod executor;
 pub use executor::{ExecutorError, ExecutorFuture, ThreadPool};
+
+/// The README's examples, compiled and run as doc tests so that they stay
+/// true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

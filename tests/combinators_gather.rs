@@ -14,29 +14,7 @@ use aioloop::{
     AsCompletedError, CancelledError, EventLoop, Exception, InvalidStateError, ReturnWhen, Task,
     TaskError, TaskOutput,
 };
-use util::Recorder;
-
-/// The children's exception: a failure, or a cancellation on its way out.
-#[derive(Clone, Debug, PartialEq)]
-enum AppError {
-    Cancelled(CancelledError),
-    Bad(&'static str),
-}
-
-impl From<CancelledError> for AppError {
-    fn from(c: CancelledError) -> Self {
-        AppError::Cancelled(c)
-    }
-}
-
-impl Exception for AppError {
-    fn as_cancelled(&self) -> Option<&CancelledError> {
-        match self {
-            AppError::Cancelled(c) => Some(c),
-            AppError::Bad(_) => None,
-        }
-    }
-}
+use util::{AppError, Recorder};
 
 type Child = Task<&'static str, AppError>;
 

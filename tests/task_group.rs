@@ -15,28 +15,7 @@ use aioloop::{
     current_task, get_running_loop, sleep, CancelledError, EventLoop, Exception, Task, TaskError,
     TaskGroup, TaskGroupError, TaskGroupStateError, TaskOutput,
 };
-use util::Recorder;
-
-#[derive(Clone, Debug, PartialEq)]
-enum AppError {
-    Cancelled(CancelledError),
-    Bad(&'static str),
-}
-
-impl From<CancelledError> for AppError {
-    fn from(c: CancelledError) -> Self {
-        AppError::Cancelled(c)
-    }
-}
-
-impl Exception for AppError {
-    fn as_cancelled(&self) -> Option<&CancelledError> {
-        match self {
-            AppError::Cancelled(c) => Some(c),
-            AppError::Bad(_) => None,
-        }
-    }
-}
+use util::{AppError, Recorder};
 
 type Group = TaskGroup<AppError>;
 type Outcome<R> = Result<R, TaskGroupError<AppError>>;

@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::{Mutex, Once};
 
-use aioloop::LoopRef;
+use aioloop::{CancelledError, Exception, LoopRef};
 
 /// An ordered record of what happened, shared by the callbacks of a test.
 #[derive(Clone, Default)]
@@ -78,4 +78,28 @@ pub fn logs(target: &str) -> Vec<(log::Level, String)> {
         .filter(|r| r.0 == me && r.2 == target)
         .map(|r| (r.1, r.3.clone()))
         .collect()
+}
+
+/// A coroutine's error for the combinator tests: a failure, or a
+/// cancellation on its way out (which `as_cancelled` reports, so that `?`
+/// on it ends the task cancelled).
+#[derive(Clone, Debug, PartialEq)]
+pub enum AppError {
+    Cancelled(CancelledError),
+    Bad(&'static str),
+}
+
+impl From<CancelledError> for AppError {
+    fn from(c: CancelledError) -> Self {
+        AppError::Cancelled(c)
+    }
+}
+
+impl Exception for AppError {
+    fn as_cancelled(&self) -> Option<&CancelledError> {
+        match self {
+            AppError::Cancelled(c) => Some(c),
+            AppError::Bad(_) => None,
+        }
+    }
 }

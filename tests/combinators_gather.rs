@@ -12,31 +12,11 @@ use std::time::Duration;
 use aioloop::{
     as_completed, create_task, create_tasks, current_task, gather, get_running_loop, sleep, wait,
     AsCompletedError, CancelledError, EventLoop, Exception, InvalidStateError, ReturnWhen, Task,
-    TaskError, TaskOutput,
+    TaskError,
 };
-use util::{AppError, Recorder};
+use util::{now, run, secs, AppError, Recorder};
 
 type Child = Task<&'static str, AppError>;
-
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
-
-fn now() -> f64 {
-    get_running_loop().unwrap().time()
-}
-
-/// Runs `fut` to completion on `lp` and unwraps both layers.
-fn run<F>(lp: &EventLoop, fut: F) -> <F::Output as TaskOutput>::Ok
-where
-    F: StdFuture + 'static,
-    F::Output: TaskOutput,
-{
-    match lp.run_until_complete(fut).unwrap() {
-        Ok(v) => v,
-        Err(e) => panic!("the test's main task failed: {e:?}"),
-    }
-}
 
 /// Sleeps `s` seconds, then returns `v` (or fails with `Bad(v)`).
 async fn work(s: u64, v: &'static str, fail: bool) -> Result<&'static str, AppError> {

@@ -16,15 +16,7 @@ use aioloop::{
     create_task, current_task, get_running_loop, shield, sleep, timeout, timeout_at, wait_for,
     CancelledError, EventLoop, TaskError, TimeoutState, TimeoutStateError, WaitForError,
 };
-use util::Recorder;
-
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
-
-fn now() -> f64 {
-    get_running_loop().unwrap().time()
-}
+use util::{now, secs, Recorder};
 
 fn cancelling() -> u16 {
     current_task().unwrap().cancelling()

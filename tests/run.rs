@@ -14,11 +14,7 @@ use aioloop::{
     create_task, current_task, get_running_loop, run, run_with, sleep, CancelledError, EventLoop,
     LoopError, LoopRef, TaskError,
 };
-use util::Recorder;
-
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
+use util::{secs, Recorder};
 
 /// Sleeps long; when cancelled, cleans up for a second (an await inside
 /// `finally`) and propagates the cancellation.

@@ -13,31 +13,12 @@ use std::time::Duration;
 
 use aioloop::{
     current_task, get_running_loop, sleep, CancelledError, EventLoop, Exception, Task, TaskError,
-    TaskGroup, TaskGroupError, TaskGroupStateError, TaskOutput,
+    TaskGroup, TaskGroupError, TaskGroupStateError,
 };
-use util::{AppError, Recorder};
+use util::{now, run, secs, AppError, Recorder};
 
 type Group = TaskGroup<AppError>;
 type Outcome<R> = Result<R, TaskGroupError<AppError>>;
-
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
-
-fn now() -> f64 {
-    get_running_loop().unwrap().time()
-}
-
-fn run<F>(lp: &EventLoop, fut: F) -> <F::Output as TaskOutput>::Ok
-where
-    F: StdFuture + 'static,
-    F::Output: TaskOutput,
-{
-    match lp.run_until_complete(fut).unwrap() {
-        Ok(v) => v,
-        Err(e) => panic!("the test's main task failed: {e:?}"),
-    }
-}
 
 /// A child: sleeps `s` seconds, then returns `v` or fails with `Bad(v)`;
 /// cancelled, it records it, cleans up for `cleanup` seconds, propagates.

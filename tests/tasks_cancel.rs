@@ -10,11 +10,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use aioloop::{current_task, sleep, CancelledError, EventLoop, TaskError};
-use util::Recorder;
-
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
+use util::{secs, Recorder};
 
 #[test]
 fn cancel_before_the_first_step_never_runs_the_body() {

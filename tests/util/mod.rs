@@ -5,7 +5,10 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::{Mutex, Once};
 
-use aioloop::{CancelledError, Exception, LoopRef};
+use std::future::Future;
+use std::time::Duration;
+
+use aioloop::{get_running_loop, CancelledError, EventLoop, Exception, LoopRef, TaskOutput};
 
 /// An ordered record of what happened, shared by the callbacks of a test.
 #[derive(Clone, Default)]
@@ -101,5 +104,27 @@ impl Exception for AppError {
             AppError::Cancelled(c) => Some(c),
             AppError::Bad(_) => None,
         }
+    }
+}
+
+/// `Duration::from_secs`, shorter in timelines.
+pub fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// The running loop's time (virtual clock in these tests).
+pub fn now() -> f64 {
+    get_running_loop().unwrap().time()
+}
+
+/// Runs `fut` to completion on `lp` and unwraps both layers.
+pub fn run<F>(lp: &EventLoop, fut: F) -> <F::Output as TaskOutput>::Ok
+where
+    F: Future + 'static,
+    F::Output: TaskOutput,
+{
+    match lp.run_until_complete(fut).unwrap() {
+        Ok(v) => v,
+        Err(e) => panic!("the test's main task failed: {e:?}"),
     }
 }

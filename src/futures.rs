@@ -35,7 +35,7 @@ use crate::errors::{CancelledError, InvalidStateError, TaskError};
 use crate::event_loop::{LoopCore, LoopRef};
 use crate::outcome::OutcomeCell;
 use crate::tasks::{fire_completion, set_fut_waiter, take_cancel_request, CancelTarget, FutWaiter};
-use crate::waiters::{Completion, DoneCallbackId, WaiterKey};
+use crate::waiters::{Completion, DoneCallbackId, WaitKind, WaitSite, WaiterKey};
 
 /// A loop future's state, readable without touching the outcome slot.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -281,7 +281,12 @@ impl<T: 'static, E: 'static, H: AsFuture<T, E> + Unpin> StdFuture for FutureWait
         let Some(core) = fut.inner.core.upgrade() else {
             return Poll::Pending;
         };
-        this.key = Some(fut.inner.completion.register(this.key, cx, &core.remote));
+        this.key = Some(fut.inner.completion.register(
+            this.key,
+            cx,
+            Some(&core.remote),
+            WaitSite::new(WaitKind::Future, fut),
+        ));
         // A Weak coerces to `Weak<dyn _>` directly: no strong count traffic.
         let weak: Weak<FutureInner<T, E>> = Rc::downgrade(&fut.inner);
         let target: Weak<dyn CancelTarget> = weak;

@@ -92,10 +92,13 @@ pub mod futures;
 mod outcome;
 pub mod reactor;
 pub mod remote;
+pub mod sync;
 mod task_slab;
 pub mod tasks;
 pub mod time;
 mod waiters;
+
+pub use waiters::WaitKind;
 
 pub use combinators::sleep::{sleep, Sleep};
 pub use errors::{

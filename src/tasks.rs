@@ -64,7 +64,7 @@ use crate::event_loop::{Handle, LoopCore, LoopRef};
 use crate::outcome::OutcomeCell;
 use crate::task_slab::{TaskId, WakerSource};
 pub use crate::waiters::DoneCallbackId;
-use crate::waiters::{Completion, Entry, WaiterKey};
+use crate::waiters::{Completion, Entry, WaitKind, WaitSite, WaiterKey};
 
 /// asyncio numbers tasks per process: `Task-1`, `Task-2`, ...
 static TASK_COUNTER: AtomicU64 = AtomicU64::new(1);
@@ -248,7 +248,7 @@ pub(crate) fn fire_completion(core: &Rc<LoopCore>, completion: &Completion) {
             Entry::Waiter(w) => w.wake(core),
             // On a closed loop the callback cannot run; it is dropped here.
             Entry::Callback(f) => {
-                let _ = LoopRef::from_core(core.clone()).call_soon(*f);
+                let _ = LoopRef::from_core(core.clone()).call_soon(f);
             }
         }
     }
@@ -791,6 +791,7 @@ impl TaskRef {
     pub fn wait_done(&self) -> WaitDone<'_> {
         WaitDone {
             header: self.header(),
+            site: WaitSite::new(WaitKind::Task, self),
             key: None,
         }
     }
@@ -805,6 +806,7 @@ impl fmt::Debug for TaskRef {
 /// Registers the current context on a task's waiter list until it is done.
 fn poll_task_done(
     h: &TaskHeader,
+    site: WaitSite,
     key: &mut Option<WaiterKey>,
     cx: &mut Context<'_>,
 ) -> Poll<Result<(), CancelledError>> {
@@ -821,13 +823,19 @@ fn poll_task_done(
     let Some(core) = h.core.upgrade() else {
         return Poll::Pending;
     };
-    *key = Some(h.completion.register(*key, cx, &core.remote));
+    *key = Some(h.completion.register(
+        *key,
+        cx,
+        Some(&core.remote),
+        site,
+    ));
     Poll::Pending
 }
 
 /// The future of [`TaskRef::wait_done`].
 pub struct WaitDone<'a> {
     header: &'a TaskHeader,
+    site: WaitSite,
     key: Option<WaiterKey>,
 }
 
@@ -835,7 +843,7 @@ impl StdFuture for WaitDone<'_> {
     type Output = Result<(), CancelledError>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        poll_task_done(this.header, &mut this.key, cx)
+        poll_task_done(this.header, this.site, &mut this.key, cx)
     }
 }
 
@@ -904,7 +912,7 @@ impl<T: 'static, E: 'static, H: AsTask<T, E> + Unpin> StdFuture for TaskWait<T, 
                 return Poll::Ready(Err(TaskError::Cancelled(c)));
             }
         }
-        match poll_task_done(h, &mut this.key, cx) {
+        match poll_task_done(h, WaitSite::new(WaitKind::Task, task), &mut this.key, cx) {
             Poll::Ready(_) => Poll::Ready(this.task.outcome()),
             Poll::Pending => {
                 set_fut_waiter(FutWaiter::Task(h.id()));

@@ -1,25 +1,44 @@
-//! Who waits on an aioloop primitive, and what runs when it completes.
+//! Who waits on an aioloop primitive, on what, through which handle — the
+//! one waiter machinery behind every aioloop awaitable.
 //!
-//! asyncio keeps, per future, one list of done callbacks, and an awaiting
-//! task is just one of them (`Task.__wakeup`). aioloop keeps the same single
-//! ordered list, [`Completion`], whose entries are done callbacks or
-//! waiters; a waiter is an aioloop **task id** when the waker polling the
-//! primitive is the awaiting task's own, or a plain [`Waker`] for any other
-//! context (a `FuturesUnordered` child waker, a foreign executor). Keeping
-//! the id instead of a waker clone avoids two atomic operations per wait, and
-//! tells the diagnostics exactly which task waits where.
+//! asyncio gives every waiting coroutine a future and keeps those futures in
+//! per-primitive deques (`Lock._waiters`, `Queue._getters`, ...), while a
+//! future keeps its awaiting tasks among its done callbacks. aioloop keeps one
+//! structure for all of them, [`WaitList`]: an ordered list of registrations.
+//! A loop future and a task keep their awaiters and done callbacks in one
+//! (completing drains it all, in order); a lock, an event, a semaphore, a
+//! condition, a barrier and a queue keep their waiters in one each, and wake
+//! them one at a time (`notify_first`) or all at once (`notify_all`).
+//!
+//! A registration records:
+//!
+//! - **who** waits: an aioloop task id when the waker polling the awaitable
+//!   is the task's own (no waker clone, no atomic operation), or a plain
+//!   [`Waker`] for any other context (a `FuturesUnordered` child, a foreign
+//!   executor);
+//! - **on what**: a [`WaitKind`] (`Queue.get`, `Lock.acquire`, ...);
+//! - **through which handle**: the address of the primitive handle the
+//!   awaitable borrowed (awaitables borrow their primitive, they never clone
+//!   it). The diagnostics compare it with where each task's future lives, to
+//!   tell a handle held only by a stuck task from one held anywhere else;
+//! - whether it was **notified**: chosen to proceed, woken, but not yet run.
+//!   A notified awaitable that is cancelled or dropped before it consumes
+//!   its wake-up passes it on to the next waiter, so no hand-off is lost.
 //!
 //! # Invariants
 //!
-//! - An awaitable registers at most one entry at a time (it keeps the key
-//!   and updates the entry in place on a re-poll) and removes it when
-//!   dropped, so a cancelled or abandoned wait leaves nothing behind.
-//! - Completing takes the whole list out first and then wakes and
-//!   schedules, in registration order, so an entry added meanwhile lands in
-//!   the new list, not the one being drained.
-//! - An empty list costs one pointer-sized `Vec` header and a counter.
+//! - An awaitable registers at most one entry per list at a time (it keeps
+//!   its [`WaiterKey`] and updates the entry in place on a re-poll) and
+//!   removes it when it finishes or is dropped, so a cancelled or abandoned
+//!   wait leaves nothing behind.
+//! - Entries stay in registration order: FIFO fairness is list order.
+//! - Nothing is woken, and no user code runs, while the list is borrowed:
+//!   wakers are taken or cloned out first, then woken.
+//! - An entry is 24 bytes and an empty or single-entry list allocates
+//!   nothing (most futures have exactly one awaiter).
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::task::{Context, Waker};
 
@@ -27,7 +46,7 @@ use crate::event_loop::LoopCore;
 use crate::remote::Remote;
 use crate::task_slab::{task_of_waker, TaskId};
 
-/// Who waits.
+/// Who waits, as handed to whoever wakes it.
 pub(crate) enum Waiter {
     /// An aioloop task of the primitive's loop.
     Task(TaskId),
@@ -61,7 +80,82 @@ impl Waiter {
     }
 }
 
-/// A registration in a [`Completion`].
+/// What a registration waits on: the primitive and the operation, named as
+/// asyncio's diagnostics would name them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+#[non_exhaustive]
+pub enum WaitKind {
+    /// Awaiting a loop [`Future`](crate::Future).
+    Future,
+    /// Awaiting a [`Task`](crate::Task).
+    Task,
+    /// `Lock.acquire()`.
+    LockAcquire,
+    /// `Event.wait()`.
+    EventWait,
+    /// `Condition.wait()` (the notification half; the lock re-acquisition
+    /// is a `Lock.acquire`).
+    ConditionWait,
+    /// `Semaphore.acquire()`.
+    SemaphoreAcquire,
+    /// `Barrier.wait()`.
+    BarrierWait,
+    /// `Queue.get()`.
+    QueueGet,
+    /// `Queue.put()`.
+    QueuePut,
+    /// `Queue.join()`.
+    QueueJoin,
+}
+
+impl WaitKind {
+    /// asyncio's name of the operation: `Queue.get`, `Lock.acquire`, ...
+    pub fn name(self) -> &'static str {
+        match self {
+            WaitKind::Future => "Future",
+            WaitKind::Task => "Task",
+            WaitKind::LockAcquire => "Lock.acquire",
+            WaitKind::EventWait => "Event.wait",
+            WaitKind::ConditionWait => "Condition.wait",
+            WaitKind::SemaphoreAcquire => "Semaphore.acquire",
+            WaitKind::BarrierWait => "Barrier.wait",
+            WaitKind::QueueGet => "Queue.get",
+            WaitKind::QueuePut => "Queue.put",
+            WaitKind::QueueJoin => "Queue.join",
+        }
+    }
+}
+
+/// Where a registration waits: the operation and the address of the handle
+/// the awaitable borrowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct WaitSite {
+    pub(crate) kind: WaitKind,
+    pub(crate) handle: usize,
+}
+
+impl WaitSite {
+    /// The site of an awaitable that borrowed `handle`.
+    pub(crate) fn new<H>(kind: WaitKind, handle: &H) -> WaitSite {
+        WaitSite {
+            kind,
+            handle: handle as *const H as usize,
+        }
+    }
+}
+
+/// One registration, as the diagnostics see it.
+#[cfg_attr(not(test), allow(dead_code))] // read by tests; the task dump reads it next
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Registration {
+    /// The waiting task, when it waits with its own waker.
+    pub(crate) task: Option<TaskId>,
+    pub(crate) site: WaitSite,
+    pub(crate) notified: bool,
+}
+
+/// A registration in a [`WaitList`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct WaiterKey(u32);
 
@@ -73,131 +167,347 @@ pub struct DoneCallbackId(u32);
 /// A done callback, boxed (the typed handle is captured inside).
 pub(crate) type DoneCallback = Box<dyn FnOnce()>;
 
-/// One entry of a completion list.
+/// The rare entries, boxed so that the common one (a task) stays inline.
+enum Boxed {
+    Waker { waker: Waker, handle: usize },
+    Callback(DoneCallback),
+}
+
+/// Who an entry is for. A task entry is 16 bytes; the box shares them
+/// through the niche of `TaskId`'s non-zero generation.
+enum Who {
+    Task { id: TaskId, handle: usize },
+    Boxed(Box<Boxed>),
+}
+
+struct Slot {
+    who: Who,
+    key: u32,
+    /// Meaningless for a done callback.
+    kind: WaitKind,
+    notified: bool,
+}
+
+impl Slot {
+    fn waiter(key: u32, waiter: Waiter, site: WaitSite) -> Slot {
+        let who = match waiter {
+            Waiter::Task(id) => Who::Task {
+                id,
+                handle: site.handle,
+            },
+            Waiter::Waker(w) => Who::Boxed(Box::new(Boxed::Waker {
+                waker: *w,
+                handle: site.handle,
+            })),
+        };
+        Slot {
+            who,
+            key,
+            kind: site.kind,
+            notified: false,
+        }
+    }
+
+    fn is_waiter(&self) -> bool {
+        !matches!(&self.who, Who::Boxed(b) if matches!(**b, Boxed::Callback(_)))
+    }
+
+    fn same_as(&self, cx: &Context<'_>, remote: Option<&Arc<Remote>>) -> bool {
+        match &self.who {
+            Who::Task { id, .. } => {
+                remote.is_some_and(|r| task_of_waker(cx.waker(), r) == Some(*id))
+            }
+            Who::Boxed(b) => match &**b {
+                Boxed::Waker { waker, .. } => waker.will_wake(cx.waker()),
+                Boxed::Callback(_) => false,
+            },
+        }
+    }
+
+    #[cfg_attr(not(test), allow(dead_code))]
+    fn registration(&self) -> Option<Registration> {
+        let (task, handle) = match &self.who {
+            Who::Task { id, handle } => (Some(*id), *handle),
+            Who::Boxed(b) => match &**b {
+                Boxed::Waker { handle, .. } => (None, *handle),
+                Boxed::Callback(_) => return None,
+            },
+        };
+        Some(Registration {
+            task,
+            site: WaitSite {
+                kind: self.kind,
+                handle,
+            },
+            notified: self.notified,
+        })
+    }
+
+    /// What waking this entry takes, copied out so that the list can be
+    /// released before anything is woken.
+    fn wake_token(&self) -> Option<Waiter> {
+        match &self.who {
+            Who::Task { id, .. } => Some(Waiter::Task(*id)),
+            Who::Boxed(b) => match &**b {
+                Boxed::Waker { waker, .. } => Some(Waiter::Waker(Box::new(waker.clone()))),
+                Boxed::Callback(_) => None,
+            },
+        }
+    }
+
+    fn into_entry(self) -> Entry {
+        match self.who {
+            Who::Task { id, .. } => Entry::Waiter(Waiter::Task(id)),
+            Who::Boxed(b) => match *b {
+                Boxed::Waker { waker, .. } => Entry::Waiter(Waiter::Waker(Box::new(waker))),
+                Boxed::Callback(f) => Entry::Callback(f),
+            },
+        }
+    }
+}
+
+/// One entry taken out of a completing list.
 pub(crate) enum Entry {
     /// Someone awaiting: woken on completion.
     Waiter(Waiter),
-    /// A done callback: scheduled with `call_soon` on completion. Boxed
-    /// again to keep entries two words: waiters are the common case.
-    Callback(Box<DoneCallback>),
+    /// A done callback: scheduled with `call_soon` on completion.
+    Callback(DoneCallback),
 }
 
-/// The entries of a completion list. The first entry is stored inline:
-/// most futures have exactly one waiter, and a list that never allocates
-/// saves a malloc/free pair per future (the ping-pong benchmark's hot path).
+/// The entries. The first is stored inline: most futures have exactly one
+/// awaiter, and a list that never allocates saves a malloc/free pair per
+/// future (the ping-pong benchmark's hot path). Two or more live in a boxed
+/// deque, so that FIFO removal at the front is O(1) and the inline size
+/// stays one entry.
 #[derive(Default)]
 enum Entries {
     #[default]
     Empty,
-    One(u32, Entry),
-    Many(Vec<(u32, Entry)>),
+    One(Slot),
+    Many(Box<VecDeque<Slot>>),
 }
 
 impl Entries {
-    fn push(&mut self, id: u32, e: Entry) {
+    fn push(&mut self, slot: Slot) {
         match self {
-            Entries::Empty => *self = Entries::One(id, e),
-            Entries::Many(v) => v.push((id, e)),
-            Entries::One(..) => {
-                let Entries::One(i, first) = std::mem::take(self) else {
+            Entries::Empty => *self = Entries::One(slot),
+            Entries::Many(v) => v.push_back(slot),
+            Entries::One(_) => {
+                let Entries::One(first) = std::mem::take(self) else {
                     unreachable!("matched One just above")
                 };
-                *self = Entries::Many(vec![(i, first), (id, e)]);
+                let mut v = VecDeque::with_capacity(4);
+                v.push_back(first);
+                v.push_back(slot);
+                *self = Entries::Many(Box::new(v));
             }
         }
     }
 
-    fn find_waiter(&mut self, id: u32) -> Option<&mut Waiter> {
-        match self {
-            Entries::One(i, Entry::Waiter(w)) if *i == id => Some(w),
-            Entries::Many(v) => v.iter_mut().find_map(|e| match e {
-                (i, Entry::Waiter(w)) if *i == id => Some(w),
-                _ => None,
-            }),
-            _ => None,
-        }
+    fn iter(&self) -> impl Iterator<Item = &Slot> {
+        let (a, b): (&[Slot], &[Slot]) = match self {
+            Entries::Empty => (&[], &[]),
+            Entries::One(s) => (std::slice::from_ref(s), &[]),
+            Entries::Many(v) => v.as_slices(),
+        };
+        a.iter().chain(b)
     }
 
-    fn remove(&mut self, id: u32) -> Option<Entry> {
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut Slot> {
+        let (a, b): (&mut [Slot], &mut [Slot]) = match self {
+            Entries::Empty => (&mut [], &mut []),
+            Entries::One(s) => (std::slice::from_mut(s), &mut []),
+            Entries::Many(v) => v.as_mut_slices(),
+        };
+        a.iter_mut().chain(b)
+    }
+
+    fn find(&mut self, key: u32) -> Option<&mut Slot> {
+        self.iter_mut().find(|s| s.key == key)
+    }
+
+    fn remove(&mut self, key: u32) -> Option<Slot> {
         match self {
-            Entries::One(i, _) if *i == id => match std::mem::take(self) {
-                Entries::One(_, e) => Some(e),
+            Entries::One(s) if s.key == key => match std::mem::take(self) {
+                Entries::One(s) => Some(s),
                 _ => unreachable!("matched One just above"),
             },
             // `remove`, not `swap_remove`: the order is the contract.
-            Entries::Many(v) => v.iter().position(|e| e.0 == id).map(|i| v.remove(i).1),
+            Entries::Many(v) => {
+                let i = v.iter().position(|s| s.key == key)?;
+                v.remove(i)
+            }
             _ => None,
         }
     }
 }
 
-/// The entries taken out of a completion list, in registration order.
-pub(crate) enum Drained {
+/// The entries taken out of a completing list, in registration order.
+pub(crate) struct Drained(DrainedInner);
+
+enum DrainedInner {
     Empty,
-    One(Entry),
-    Many(std::vec::IntoIter<(u32, Entry)>),
+    One(Slot),
+    Many(std::collections::vec_deque::IntoIter<Slot>),
 }
 
 impl Iterator for Drained {
     type Item = Entry;
     fn next(&mut self) -> Option<Entry> {
-        match std::mem::replace(self, Drained::Empty) {
-            Drained::Empty => None,
-            Drained::One(e) => Some(e),
-            Drained::Many(mut it) => {
-                let e = it.next().map(|e| e.1);
-                *self = Drained::Many(it);
-                e
-            }
+        match &mut self.0 {
+            DrainedInner::Empty => None,
+            DrainedInner::One(_) => match std::mem::replace(&mut self.0, DrainedInner::Empty) {
+                DrainedInner::One(s) => Some(s.into_entry()),
+                _ => unreachable!("matched One just above"),
+            },
+            DrainedInner::Many(it) => it.next().map(Slot::into_entry),
         }
     }
 }
 
-/// What a future or task does when it completes, in registration order
-/// (asyncio's `_callbacks`).
+/// An ordered list of waiters (and, for futures and tasks, done callbacks).
 #[derive(Default)]
-pub(crate) struct Completion {
+pub(crate) struct WaitList {
     entries: RefCell<Entries>,
     next: Cell<u32>,
 }
 
-impl Completion {
-    fn next_id(&self) -> u32 {
+/// A future's or task's list: awaiters and done callbacks, drained at once
+/// on completion (asyncio's `_callbacks`).
+pub(crate) type Completion = WaitList;
+
+impl WaitList {
+    fn next_key(&self) -> u32 {
         let id = self.next.get();
         self.next.set(id.wrapping_add(1));
         id
     }
 
-    /// Registers the context's waker (or updates `key`'s entry to it).
+    /// Registers the context's waker at the back of the list, or updates
+    /// `key`'s entry in place (keeping its place and its notified mark).
+    ///
+    /// `remote` is the primitive's loop's: with it, an aioloop task of that
+    /// loop is recorded by id instead of by a waker clone.
     pub(crate) fn register(
         &self,
         key: Option<WaiterKey>,
         cx: &Context<'_>,
-        remote: &Arc<Remote>,
+        remote: Option<&Arc<Remote>>,
+        site: WaitSite,
     ) -> WaiterKey {
         let mut entries = self.entries.borrow_mut();
         if let Some(key) = key {
-            if let Some(w) = entries.find_waiter(key.0) {
-                if !w.same_as(cx, remote) {
-                    *w = Waiter::from_context(cx, remote);
+            if let Some(slot) = entries.find(key.0) {
+                if !slot.same_as(cx, remote) {
+                    let notified = slot.notified;
+                    *slot = Slot::waiter(key.0, waiter_of(cx, remote), site);
+                    slot.notified = notified;
                 }
                 return key;
             }
         }
-        let id = self.next_id();
-        entries.push(id, Entry::Waiter(Waiter::from_context(cx, remote)));
-        WaiterKey(id)
+        let key = self.next_key();
+        entries.push(Slot::waiter(key, waiter_of(cx, remote), site));
+        WaiterKey(key)
     }
 
-    /// Removes a waiter registration; true if it was still there.
-    pub(crate) fn unregister(&self, key: WaiterKey) -> bool {
-        self.remove(key.0)
+    /// Removes a registration. `Some(notified)` if it was still there:
+    /// `Some(true)` means it had been chosen and woken, and the caller must
+    /// pass the wake-up on if it will not use it.
+    pub(crate) fn unregister(&self, key: WaiterKey) -> Option<bool> {
+        let removed = self.entries.borrow_mut().remove(key.0);
+        // Dropped after the borrow ends: a waker's drop is foreign code.
+        removed.map(|s| s.notified)
     }
 
-    fn remove(&self, id: u32) -> bool {
-        let removed = self.entries.borrow_mut().remove(id);
-        // Dropped after the borrow ends: a callback's captures are user code.
-        removed.is_some()
+    /// `Some(notified)` while `key` is registered.
+    pub(crate) fn is_notified(&self, key: WaiterKey) -> Option<bool> {
+        self.entries.borrow_mut().find(key.0).map(|s| s.notified)
+    }
+
+    /// Marks the first waiter not yet notified as notified and wakes it;
+    /// false if every waiter was already notified (or there is none).
+    pub(crate) fn notify_first(&self, core: Option<&LoopCore>) -> bool {
+        self.notify(1, core) == 1
+    }
+
+    /// Notifies up to `n` waiters not yet notified, in order; returns how
+    /// many.
+    pub(crate) fn notify(&self, n: usize, core: Option<&LoopCore>) -> usize {
+        if n == 0 {
+            return 0;
+        }
+        let mut chosen = Vec::new();
+        let mut single = None;
+        {
+            let mut entries = self.entries.borrow_mut();
+            let mut count = 0;
+            for slot in entries.iter_mut() {
+                if count == n {
+                    break;
+                }
+                if slot.notified || !slot.is_waiter() {
+                    continue;
+                }
+                slot.notified = true;
+                let token = slot.wake_token();
+                if count == 0 {
+                    single = token;
+                } else {
+                    chosen.extend(token);
+                }
+                count += 1;
+            }
+        }
+        let mut woken = 0;
+        for w in single.into_iter().chain(chosen) {
+            woken += 1;
+            match (w, core) {
+                (Waiter::Task(id), Some(core)) => core.schedule_task(id),
+                // Its loop is gone: so is the task.
+                (Waiter::Task(_), None) => {}
+                (Waiter::Waker(w), _) => w.wake(),
+            }
+        }
+        woken
+    }
+
+    /// Notifies every waiter not yet notified; returns how many.
+    pub(crate) fn notify_all(&self, core: Option<&LoopCore>) -> usize {
+        self.notify(usize::MAX, core)
+    }
+
+    /// `Some(notified)` of the first waiter; `None` if nobody waits.
+    pub(crate) fn first_notified(&self) -> Option<bool> {
+        self.entries
+            .borrow()
+            .iter()
+            .find(|s| s.is_waiter())
+            .map(|s| s.notified)
+    }
+
+    /// True if some waiter has not been notified yet.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn has_unnotified(&self) -> bool {
+        self.entries
+            .borrow()
+            .iter()
+            .any(|s| s.is_waiter() && !s.notified)
+    }
+
+    /// Number of waiters (done callbacks not counted).
+    pub(crate) fn waiters(&self) -> usize {
+        self.entries.borrow().iter().filter(|s| s.is_waiter()).count()
+    }
+
+    /// Every waiter's registration, in order (for diagnostics and tests).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn registrations(&self) -> Vec<Registration> {
+        self.entries
+            .borrow()
+            .iter()
+            .filter_map(Slot::registration)
+            .collect()
     }
 
     /// Registers a done callback. When `done`, the callback is handed back
@@ -207,29 +517,110 @@ impl Completion {
         done: bool,
         f: DoneCallback,
     ) -> (DoneCallbackId, Option<DoneCallback>) {
-        let id = self.next_id();
+        let key = self.next_key();
         if done {
-            (DoneCallbackId(id), Some(f))
+            (DoneCallbackId(key), Some(f))
         } else {
-            self.entries
-                .borrow_mut()
-                .push(id, Entry::Callback(Box::new(f)));
-            (DoneCallbackId(id), None)
+            self.entries.borrow_mut().push(Slot {
+                who: Who::Boxed(Box::new(Boxed::Callback(f))),
+                key,
+                kind: WaitKind::Future,
+                notified: false,
+            });
+            (DoneCallbackId(key), None)
         }
     }
 
     /// Removes a done callback not yet scheduled; true if it was there.
     pub(crate) fn remove_callback(&self, id: DoneCallbackId) -> bool {
-        self.remove(id.0)
+        let removed = self.entries.borrow_mut().remove(id.0);
+        removed.is_some()
     }
 
     /// Takes every entry out, in registration order, for the caller to
     /// wake and schedule with no borrow held.
     pub(crate) fn take(&self) -> Drained {
         match std::mem::take(&mut *self.entries.borrow_mut()) {
-            Entries::Empty => Drained::Empty,
-            Entries::One(_, e) => Drained::One(e),
-            Entries::Many(v) => Drained::Many(v.into_iter()),
+            Entries::Empty => Drained(DrainedInner::Empty),
+            Entries::One(s) => Drained(DrainedInner::One(s)),
+            Entries::Many(v) => Drained(DrainedInner::Many(v.into_iter())),
         }
+    }
+}
+
+fn waiter_of(cx: &Context<'_>, remote: Option<&Arc<Remote>>) -> Waiter {
+    match remote {
+        Some(r) => Waiter::from_context(cx, r),
+        None => Waiter::Waker(Box::new(cx.waker().clone())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn waker() -> (Arc<Count>, Waker) {
+        let c = Arc::new(Count(AtomicUsize::new(0)));
+        (c.clone(), Waker::from(c))
+    }
+
+    #[test]
+    fn entries_stay_small() {
+        assert_eq!(std::mem::size_of::<Slot>(), 24);
+        assert!(std::mem::size_of::<WaitList>() <= 40);
+    }
+
+    #[test]
+    fn notify_wakes_in_order_and_skips_the_notified() {
+        let list = WaitList::default();
+        let handle = 7u8;
+        let site = WaitSite::new(WaitKind::QueueGet, &handle);
+        let wakers: Vec<_> = (0..3).map(|_| waker()).collect();
+        let keys: Vec<_> = wakers
+            .iter()
+            .map(|(_, w)| list.register(None, &Context::from_waker(w), None, site))
+            .collect();
+        assert!(list.notify_first(None));
+        assert_eq!(wakers[0].0 .0.load(Ordering::SeqCst), 1);
+        assert!(list.notify_first(None));
+        assert_eq!(wakers[1].0 .0.load(Ordering::SeqCst), 1);
+        assert_eq!(list.is_notified(keys[0]), Some(true));
+        assert_eq!(list.is_notified(keys[2]), Some(false));
+        // The first gives its wake-up back: the caller passes it on.
+        assert_eq!(list.unregister(keys[0]), Some(true));
+        assert!(list.notify_first(None));
+        assert_eq!(wakers[2].0 .0.load(Ordering::SeqCst), 1);
+        assert!(!list.notify_first(None), "everyone left was notified");
+        let regs = list.registrations();
+        assert_eq!(regs.len(), 2);
+        assert_eq!(regs[0].site.handle, &handle as *const u8 as usize);
+        assert_eq!(regs[0].site.kind.name(), "Queue.get");
+    }
+
+    #[test]
+    fn a_re_poll_keeps_the_place_and_the_mark() {
+        let list = WaitList::default();
+        let site = WaitSite::new(WaitKind::LockAcquire, &0u8);
+        let (_, w1) = waker();
+        let (_, w2) = waker();
+        let (c3, w3) = waker();
+        let k1 = list.register(None, &Context::from_waker(&w1), None, site);
+        let _k2 = list.register(None, &Context::from_waker(&w2), None, site);
+        list.notify_first(None);
+        // Re-polled with another waker: same place, still notified.
+        assert_eq!(list.register(Some(k1), &Context::from_waker(&w3), None, site), k1);
+        assert_eq!(list.is_notified(k1), Some(true));
+        assert_eq!(list.notify(5, None), 1, "only the second was left");
+        assert_eq!(c3.0.load(Ordering::SeqCst), 0, "the re-poll does not wake");
+        assert_eq!(list.waiters(), 2);
     }
 }

@@ -45,6 +45,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::mem::ManuallyDrop;
+use std::num::NonZeroU32;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{RawWaker, RawWakerVTable, Waker};
@@ -52,17 +53,26 @@ use std::task::{RawWaker, RawWakerVTable, Waker};
 use crate::remote::Remote;
 
 /// A task's name in its loop: slab index and generation.
+///
+/// The generation is never zero: that niche lets a waiter entry holding a
+/// `TaskId` and a handle address share 16 bytes with its boxed variant (see
+/// `waiters.rs`), which keeps every task header and waiter list small.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct TaskId {
     index: u32,
-    generation: u32,
+    generation: NonZeroU32,
+}
+
+/// The generation after `g`, skipping zero when it wraps.
+fn next_generation(g: NonZeroU32) -> NonZeroU32 {
+    g.checked_add(1).unwrap_or(NonZeroU32::MIN)
 }
 
 /// The loop's tasks, by id. Generic so that it knows nothing of the loop.
 /// Generations and values are two vectors, not one of pairs: a pair of a
 /// `u32` and a fat pointer would be padded to 24 bytes per task.
 pub(crate) struct TaskSlab<T> {
-    generations: Vec<u32>,
+    generations: Vec<NonZeroU32>,
     values: Vec<Option<T>>,
     free: Vec<u32>,
     len: usize,
@@ -83,7 +93,7 @@ impl<T> TaskSlab<T> {
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
-                self.generations.push(0);
+                self.generations.push(NonZeroU32::MIN);
                 self.values.push(None);
                 (self.values.len() - 1) as u32
             }
@@ -112,7 +122,7 @@ impl<T> TaskSlab<T> {
             return None;
         }
         let value = self.values[i].take()?;
-        self.generations[i] = id.generation.wrapping_add(1);
+        self.generations[i] = next_generation(id.generation);
         self.free.push(id.index);
         self.len -= 1;
         Some(value)
@@ -127,7 +137,7 @@ impl<T> TaskSlab<T> {
         let mut out = Vec::with_capacity(self.len);
         for (i, value) in self.values.iter_mut().enumerate() {
             if let Some(v) = value.take() {
-                self.generations[i] = self.generations[i].wrapping_add(1);
+                self.generations[i] = next_generation(self.generations[i]);
                 self.free.push(i as u32);
                 out.push(v);
             }
@@ -346,7 +356,7 @@ mod tests {
         let w = Arc::new(mio::Waker::new(poll.registry(), mio::Token(0)).unwrap());
         let id = TaskId {
             index: 3,
-            generation: 1,
+            generation: NonZeroU32::MIN,
         };
         WakerSource::new(id, Arc::new(Remote::new(w)))
     }

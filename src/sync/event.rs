@@ -1,0 +1,148 @@
+//! `Event`: asyncio's `asyncio.Event`, a flag that tasks can wait for.
+//!
+//! `set()` wakes every waiter at once; a waiter woken by `set()` returns
+//! even if the flag is cleared again before it runs (asyncio resolves each
+//! waiter's future, and a resolved future stays resolved).
+//!
+//! # Invariants
+//!
+//! - While the flag is set, the waiter list is empty or every waiter in it
+//!   is notified.
+//! - `wait()` on a set event completes at its first poll, without yielding.
+
+use std::cell::Cell;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use super::{Binding, WaitList};
+use crate::errors::CancelledError;
+use crate::tasks::take_cancel_request;
+use crate::waiters::{WaitKind, WaitSite, WaiterKey};
+
+#[derive(Default)]
+struct EventInner {
+    value: Cell<bool>,
+    waiters: WaitList,
+    binding: Binding,
+}
+
+/// asyncio's `Event`: `wait()` until someone calls `set()`.
+///
+/// ```
+/// use aioloop::sync::Event;
+/// use aioloop::{create_task, EventLoop};
+///
+/// let lp = EventLoop::new().unwrap();
+/// let ready = Event::new();
+/// let got = lp.run_until_complete({
+///     let ready = ready.clone();
+///     async move {
+///         let waiter = {
+///             let ready = ready.clone();
+///             create_task(async move { ready.wait().await.map(|()| "woken") }).unwrap()
+///         };
+///         ready.set();
+///         waiter.await.unwrap()
+///     }
+/// });
+/// assert_eq!(got.unwrap(), "woken");
+/// assert!(ready.is_set());
+/// ```
+#[derive(Clone, Default)]
+pub struct Event {
+    inner: Rc<EventInner>,
+}
+
+impl Event {
+    /// A new event, not set.
+    pub fn new() -> Event {
+        Event::default()
+    }
+
+    /// True once `set()` was called and `clear()` was not since.
+    pub fn is_set(&self) -> bool {
+        self.inner.value.get()
+    }
+
+    /// Sets the flag and wakes every waiter (they run on the next
+    /// iterations, in the order they started waiting).
+    pub fn set(&self) {
+        if !self.inner.value.replace(true) {
+            let core = self.inner.binding.bound();
+            self.inner.waiters.notify_all(core.as_deref());
+        }
+    }
+
+    /// Resets the flag: later `wait()` calls block until the next `set()`.
+    pub fn clear(&self) {
+        self.inner.value.set(false);
+    }
+
+    /// Waits until the flag is set (asyncio's `wait()`, which returns
+    /// `True`); a cancellation point.
+    pub fn wait(&self) -> EventWait<'_> {
+        EventWait {
+            event: self,
+            key: None,
+        }
+    }
+}
+
+impl fmt::Debug for Event {
+    /// asyncio's repr: `<Event [set]>`, `<Event [unset, waiters:1]>`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = if self.is_set() { "set" } else { "unset" };
+        match self.inner.waiters.waiters() {
+            0 => write!(f, "<Event [{state}]>"),
+            n => write!(f, "<Event [{state}, waiters:{n}]>"),
+        }
+    }
+}
+
+/// The future of [`Event::wait`].
+#[must_use = "futures do nothing unless awaited"]
+pub struct EventWait<'a> {
+    event: &'a Event,
+    key: Option<WaiterKey>,
+}
+
+impl Future for EventWait<'_> {
+    type Output = Result<(), CancelledError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let inner = &this.event.inner;
+        if let Some(c) = take_cancel_request() {
+            if let Some(k) = this.key.take() {
+                inner.waiters.unregister(k);
+            }
+            return Poll::Ready(Err(c));
+        }
+        let notified = this.key.and_then(|k| inner.waiters.is_notified(k));
+        if notified == Some(true) || inner.value.get() {
+            if let Some(k) = this.key.take() {
+                inner.waiters.unregister(k);
+            }
+            return Poll::Ready(Ok(()));
+        }
+        let core = inner.binding.bind();
+        let site = WaitSite::new(WaitKind::EventWait, this.event);
+        this.key = Some(
+            inner
+                .waiters
+                .register(this.key, cx, core.as_ref().map(|c| &c.remote), site),
+        );
+        Poll::Pending
+    }
+}
+
+impl Drop for EventWait<'_> {
+    fn drop(&mut self) {
+        if let Some(k) = self.key.take() {
+            self.event.inner.waiters.unregister(k);
+        }
+    }
+}

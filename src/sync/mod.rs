@@ -1,0 +1,132 @@
+//! Synchronization primitives for tasks of one loop: asyncio's `locks.py`.
+//!
+//! [`Lock`], [`Event`], [`Condition`], [`Semaphore`], [`BoundedSemaphore`]
+//! and [`Barrier`], with asyncio's semantics and error texts. Like asyncio's,
+//! they are for tasks on one loop and are not thread-safe (they are `!Send`:
+//! the compiler refuses what asyncio would corrupt at run time). The queues
+//! are in [`crate::queue`].
+//!
+//! Every primitive is a cheap handle (`Clone` shares it, as passing a
+//! Python object around does). Its awaitables *borrow* the handle rather
+//! than clone it, and register in the primitive's [`WaitList`]
+//! (`src/waiters.rs`), which records the task, the operation and the
+//! handle's address: the diagnostics read them to say what a stuck task
+//! waits on and whether anything else can still reach it.
+//!
+//! # Fairness and cancellation (asyncio's guarantees)
+//!
+//! - Waiters are served in FIFO order, and a newcomer does not overtake a
+//!   waiter that was already chosen (no barging).
+//! - A waiter that is cancelled — or whose awaitable is dropped — after it
+//!   was chosen passes its wake-up to the next waiter: no lock hand-off, no
+//!   permit, no notification is lost.
+//! - Every wait is a cancellation point: a pending cancel request ends it
+//!   with `Err(CancelledError)` and leaves the primitive as if the waiter had
+//!   never come (a [`Condition::wait`] re-acquires its lock first, as
+//!   asyncio's does).
+//!
+//! # Which loop
+//!
+//! A primitive binds to the loop of its first waiter, as asyncio's
+//! `_LoopBoundMixin` does. A task of another loop (on the same thread) may
+//! still wait on it: it is recorded by a clone of its waker instead of its
+//! task id, and woken through that. asyncio raises `RuntimeError` there;
+//! aioloop has no reason to.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::rc::{Rc, Weak};
+
+use crate::errors::{CancelledError, Exception};
+use crate::event_loop::{get_running_loop, LoopCore};
+
+mod event;
+mod lock;
+
+pub use event::{Event, EventWait};
+pub use lock::{Lock, LockAcquire, LockGuard};
+
+pub(crate) use crate::waiters::WaitList;
+
+/// The loop a primitive is bound to (asyncio's `_LoopBoundMixin`).
+#[derive(Default)]
+pub(crate) struct Binding(RefCell<Weak<LoopCore>>);
+
+impl Binding {
+    /// The bound loop while it is alive: the loop whose task ids the
+    /// primitive's wait lists hold.
+    pub(crate) fn bound(&self) -> Option<Rc<LoopCore>> {
+        self.0.borrow().upgrade()
+    }
+
+    /// The bound loop, binding the running loop first if there is none (or
+    /// the bound one is gone, which leaves no task of it waiting).
+    pub(crate) fn bind(&self) -> Option<Rc<LoopCore>> {
+        if let Some(core) = self.bound() {
+            return Some(core);
+        }
+        let core = get_running_loop().ok()?.core().clone();
+        *self.0.borrow_mut() = Rc::downgrade(&core);
+        Some(core)
+    }
+}
+
+/// An error from a synchronization primitive, named and worded as asyncio's.
+///
+/// ```
+/// use aioloop::sync::{Lock, SyncError};
+///
+/// let lock = Lock::new();
+/// let err = lock.release().unwrap_err();
+/// assert_eq!(err, SyncError::Runtime("Lock is not acquired."));
+/// assert_eq!(err.to_string(), "RuntimeError: Lock is not acquired.");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SyncError {
+    /// The waiting task was cancelled.
+    Cancelled(CancelledError),
+    /// asyncio's `RuntimeError`: `Lock is not acquired.`, `cannot wait on
+    /// un-acquired lock`, `cannot notify on un-acquired lock`.
+    Runtime(&'static str),
+    /// asyncio's `ValueError`: `BoundedSemaphore released too many times`,
+    /// `parties must be > 0`.
+    Value(&'static str),
+    /// asyncio's `BrokenBarrierError`: `Barrier aborted`, `Abort or reset
+    /// of barrier`.
+    BrokenBarrier(&'static str),
+}
+
+impl fmt::Display for SyncError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SyncError::Cancelled(c) => fmt::Display::fmt(c, f),
+            SyncError::Runtime(m) => write!(f, "RuntimeError: {m}"),
+            SyncError::Value(m) => write!(f, "ValueError: {m}"),
+            SyncError::BrokenBarrier(m) => write!(f, "BrokenBarrierError: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for SyncError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SyncError::Cancelled(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+impl From<CancelledError> for SyncError {
+    fn from(c: CancelledError) -> Self {
+        SyncError::Cancelled(c)
+    }
+}
+
+impl Exception for SyncError {
+    fn as_cancelled(&self) -> Option<&CancelledError> {
+        match self {
+            SyncError::Cancelled(c) => Some(c),
+            _ => None,
+        }
+    }
+}

@@ -48,7 +48,7 @@ struct EventInner {
 ///         waiter.await.unwrap()
 ///     }
 /// });
-/// assert_eq!(got.unwrap(), "woken");
+/// assert_eq!(got.unwrap().unwrap(), "woken");
 /// assert!(ready.is_set());
 /// ```
 #[derive(Clone, Default)]

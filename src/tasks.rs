@@ -738,7 +738,7 @@ fn describe_task(h: &TaskHeader, site: &Location<'_>, f: &mut fmt::Formatter<'_>
 }
 
 impl TaskRef {
-    fn header(&self) -> &TaskHeader {
+    pub(crate) fn header(&self) -> &TaskHeader {
         self.handle
             .task_header()
             .expect("a TaskRef always holds a task")
@@ -823,12 +823,7 @@ fn poll_task_done(
     let Some(core) = h.core.upgrade() else {
         return Poll::Pending;
     };
-    *key = Some(h.completion.register(
-        *key,
-        cx,
-        Some(&core.remote),
-        site,
-    ));
+    *key = Some(h.completion.register(*key, cx, Some(&core.remote), site));
     Poll::Pending
 }
 

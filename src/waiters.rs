@@ -284,6 +284,9 @@ enum Entries {
     #[default]
     Empty,
     One(Slot),
+    // Boxed on purpose: inline, the deque's four words would make every
+    // list (one per future and task) twice as big as its common case.
+    #[allow(clippy::box_collection)]
     Many(Box<VecDeque<Slot>>),
 }
 
@@ -487,7 +490,6 @@ impl WaitList {
     }
 
     /// True if some waiter has not been notified yet.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn has_unnotified(&self) -> bool {
         self.entries
             .borrow()
@@ -497,7 +499,11 @@ impl WaitList {
 
     /// Number of waiters (done callbacks not counted).
     pub(crate) fn waiters(&self) -> usize {
-        self.entries.borrow().iter().filter(|s| s.is_waiter()).count()
+        self.entries
+            .borrow()
+            .iter()
+            .filter(|s| s.is_waiter())
+            .count()
     }
 
     /// Every waiter's registration, in order (for diagnostics and tests).
@@ -617,7 +623,10 @@ mod tests {
         let _k2 = list.register(None, &Context::from_waker(&w2), None, site);
         list.notify_first(None);
         // Re-polled with another waker: same place, still notified.
-        assert_eq!(list.register(Some(k1), &Context::from_waker(&w3), None, site), k1);
+        assert_eq!(
+            list.register(Some(k1), &Context::from_waker(&w3), None, site),
+            k1
+        );
         assert_eq!(list.is_notified(k1), Some(true));
         assert_eq!(list.notify(5, None), 1, "only the second was left");
         assert_eq!(c3.0.load(Ordering::SeqCst), 0, "the re-poll does not wake");

@@ -130,11 +130,12 @@ impl Future for EventWait<'_> {
         }
         let core = inner.binding.bind();
         let site = WaitSite::new(WaitKind::EventWait, this.event);
-        this.key = Some(
-            inner
-                .waiters
-                .register(this.key, cx, core.as_ref().map(|c| &c.remote), site),
-        );
+        this.key = Some(inner.waiters.register(
+            this.key,
+            cx,
+            core.as_ref().map(|c| &c.remote),
+            site,
+        ));
         Poll::Pending
     }
 }

@@ -198,7 +198,12 @@ impl Drop for LockGuard<'_> {
 
 impl fmt::Debug for LockGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "LockGuard({:?}, held: {})", self.lock, self.lock.holds(self))
+        write!(
+            f,
+            "LockGuard({:?}, held: {})",
+            self.lock,
+            self.lock.holds(self)
+        )
     }
 }
 
@@ -253,11 +258,12 @@ impl<'a> Future for LockAcquire<'a> {
         }
         let core = inner.binding.bind();
         let site = WaitSite::new(WaitKind::LockAcquire, lock);
-        this.key = Some(
-            inner
-                .waiters
-                .register(this.key, cx, core.as_ref().map(|c| &c.remote), site),
-        );
+        this.key = Some(inner.waiters.register(
+            this.key,
+            cx,
+            core.as_ref().map(|c| &c.remote),
+            site,
+        ));
         Poll::Pending
     }
 }
@@ -265,5 +271,47 @@ impl<'a> Future for LockAcquire<'a> {
 impl Drop for LockAcquire<'_> {
     fn drop(&mut self) {
         self.leave();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{create_task, EventLoop};
+
+    #[test]
+    fn a_waiting_acquire_records_its_task_and_the_handle_it_borrowed() {
+        let lp = EventLoop::new().unwrap();
+        lp.run_until_complete(async {
+            let lock = Lock::new();
+            let held = lock.acquire().await.unwrap();
+            let addr = Rc::new(Cell::new(0usize));
+            let waiter = {
+                let (lock, addr) = (lock.clone(), addr.clone());
+                create_task(async move {
+                    // This handle lives inside the task's own future.
+                    addr.set(&lock as *const Lock as usize);
+                    lock.acquire().await.map(drop)
+                })
+                .unwrap()
+            };
+            crate::sleep(std::time::Duration::ZERO).await.unwrap();
+            let regs = lock.inner.waiters.registrations();
+            assert_eq!(regs.len(), 1);
+            assert_eq!(regs[0].task, Some(waiter.as_ref().header().id()));
+            assert_eq!(regs[0].site.kind, WaitKind::LockAcquire);
+            assert_eq!(regs[0].site.handle, addr.get());
+            assert_ne!(regs[0].site.handle, &lock as *const Lock as usize);
+            assert!(!regs[0].notified);
+            waiter.cancel();
+            assert!(waiter.await.is_err());
+            assert!(
+                lock.inner.waiters.registrations().is_empty(),
+                "gone with the awaitable"
+            );
+            drop(held);
+        })
+        .unwrap()
+        .unwrap();
     }
 }

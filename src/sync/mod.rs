@@ -40,11 +40,17 @@ use std::rc::{Rc, Weak};
 use crate::errors::{CancelledError, Exception};
 use crate::event_loop::{get_running_loop, LoopCore};
 
+mod barrier;
+mod condition;
 mod event;
 mod lock;
+mod semaphore;
 
+pub use barrier::{Barrier, BarrierWait};
+pub use condition::{Condition, ConditionWait};
 pub use event::{Event, EventWait};
 pub use lock::{Lock, LockAcquire, LockGuard};
+pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreAcquire, SemaphoreGuard};
 
 pub(crate) use crate::waiters::WaitList;
 

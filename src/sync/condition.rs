@@ -1,0 +1,292 @@
+//! `Condition`: asyncio's `asyncio.Condition`, a condition variable over a
+//! [`Lock`].
+//!
+//! `wait()` releases the lock, waits for a `notify`, and takes the lock
+//! again before it returns — even when it is cancelled, as asyncio's does
+//! (its `finally:` re-acquires, swallowing and re-raising cancellations that
+//! arrive meanwhile). A waiter that was notified and is cancelled before it
+//! runs passes its notification on to the next waiter (Python 3.13's fix of
+//! lost notifications), so `notify(n)` always reaches `n` tasks that go on.
+//!
+//! In Rust the lock is held through a [`LockGuard`], and `wait` takes that
+//! guard by `&mut`: the guard still holds the lock when `wait` returns.
+//!
+//! # Invariants
+//!
+//! - `wait` and `notify` require the lock to be held (asyncio's
+//!   `RuntimeError`s otherwise).
+//! - When `wait` returns — with `Ok` or with `Err(Cancelled)` — the lock is
+//!   held again by the same guard.
+//! - `notify(n)` notifies the first `n` waiters that were not notified yet.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use super::{Binding, Lock, LockAcquire, LockGuard, SyncError, WaitList};
+use crate::errors::CancelledError;
+use crate::tasks::take_cancel_request;
+use crate::waiters::{WaitKind, WaitSite, WaiterKey};
+
+#[derive(Default)]
+struct ConditionInner {
+    waiters: WaitList,
+    binding: Binding,
+}
+
+/// asyncio's `Condition`: tasks wait until another task, holding the same
+/// lock, notifies them.
+///
+/// ```
+/// use aioloop::sync::Condition;
+/// use aioloop::{create_task, EventLoop};
+/// use std::cell::Cell;
+/// use std::rc::Rc;
+///
+/// let lp = EventLoop::new().unwrap();
+/// let cond = Condition::new();
+/// let items = Rc::new(Cell::new(0));
+/// let got = lp.run_until_complete(async move {
+///     let consumer = {
+///         let (cond, items) = (cond.clone(), items.clone());
+///         create_task(async move {
+///             let mut held = cond.acquire().await?;
+///             cond.wait_for(&mut held, || items.get() > 0).await?;
+///             items.set(items.get() - 1);
+///             Ok::<_, aioloop::sync::SyncError>("took one")
+///         })
+///         .unwrap()
+///     };
+///     aioloop::sleep(std::time::Duration::ZERO).await.unwrap();
+///     let held = cond.acquire().await.unwrap();
+///     items.set(1);
+///     cond.notify(1).unwrap();
+///     drop(held);
+///     consumer.await.unwrap()
+/// });
+/// assert_eq!(got.unwrap().unwrap(), "took one");
+/// ```
+#[derive(Clone)]
+pub struct Condition {
+    lock: Lock,
+    inner: Rc<ConditionInner>,
+}
+
+impl Default for Condition {
+    fn default() -> Self {
+        Condition::new()
+    }
+}
+
+impl Condition {
+    /// A condition with its own new lock.
+    pub fn new() -> Condition {
+        Condition::with_lock(&Lock::new())
+    }
+
+    /// A condition over an existing lock (asyncio's `Condition(lock)`); the
+    /// handle is shared, not copied.
+    pub fn with_lock(lock: &Lock) -> Condition {
+        Condition {
+            lock: lock.clone(),
+            inner: Rc::default(),
+        }
+    }
+
+    /// The underlying lock.
+    pub fn lock(&self) -> &Lock {
+        &self.lock
+    }
+
+    /// Acquires the underlying lock (asyncio's `acquire()`).
+    pub fn acquire(&self) -> LockAcquire<'_> {
+        self.lock.acquire()
+    }
+
+    /// True while the underlying lock is held.
+    pub fn locked(&self) -> bool {
+        self.lock.locked()
+    }
+
+    /// Releases the underlying lock, as [`Lock::release`].
+    pub fn release(&self) -> Result<(), SyncError> {
+        self.lock.release()
+    }
+
+    /// Releases the lock held by `guard`, waits until notified, and takes
+    /// the lock again (asyncio's `wait()`); a cancellation point. On
+    /// cancellation the lock is still taken again before the error returns.
+    /// `cannot wait on un-acquired lock` if `guard` does not hold this
+    /// condition's lock.
+    pub fn wait<'a, 'g>(&'a self, guard: &'a mut LockGuard<'g>) -> ConditionWait<'a, 'g> {
+        ConditionWait {
+            cond: self,
+            guard,
+            state: WaitState::Start,
+        }
+    }
+
+    /// Waits until `predicate` is true (asyncio's `wait_for`): checks it
+    /// first, then after every wake-up, with the lock held.
+    pub async fn wait_for<'g>(
+        &self,
+        guard: &mut LockGuard<'g>,
+        mut predicate: impl FnMut() -> bool,
+    ) -> Result<(), SyncError> {
+        while !predicate() {
+            self.wait(guard).await?;
+        }
+        Ok(())
+    }
+
+    /// Wakes up to `n` waiting tasks (asyncio's `notify(n)`); `cannot
+    /// notify on un-acquired lock` if the lock is not held.
+    pub fn notify(&self, n: usize) -> Result<(), SyncError> {
+        if !self.lock.locked() {
+            return Err(SyncError::Runtime("cannot notify on un-acquired lock"));
+        }
+        let core = self.inner.binding.bound();
+        self.inner.waiters.notify(n, core.as_deref());
+        Ok(())
+    }
+
+    /// Wakes every waiting task (asyncio's `notify_all()`).
+    pub fn notify_all(&self) -> Result<(), SyncError> {
+        self.notify(usize::MAX)
+    }
+}
+
+impl fmt::Debug for Condition {
+    /// asyncio's repr: `<Condition [unlocked]>`, `<Condition [locked, waiters:1]>`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = if self.locked() { "locked" } else { "unlocked" };
+        match self.inner.waiters.waiters() {
+            0 => write!(f, "<Condition [{state}]>"),
+            n => write!(f, "<Condition [{state}, waiters:{n}]>"),
+        }
+    }
+}
+
+enum WaitState<'a> {
+    /// Not polled yet: the lock is still held.
+    Start,
+    /// Lock released, registered, waiting for a notification.
+    Waiting(WaiterKey),
+    /// Taking the lock back; `err` is the cancellation to report after.
+    Reacquiring {
+        acquire: LockAcquire<'a>,
+        err: Option<CancelledError>,
+    },
+    Done,
+}
+
+/// The future of [`Condition::wait`].
+#[must_use = "futures do nothing unless awaited"]
+pub struct ConditionWait<'a, 'g> {
+    cond: &'a Condition,
+    guard: &'a mut LockGuard<'g>,
+    state: WaitState<'a>,
+}
+
+impl ConditionWait<'_, '_> {
+    /// Leaves the waiter list; a notification this waiter will not use goes
+    /// to the next waiter.
+    fn leave(&self, key: WaiterKey) {
+        let inner = &self.cond.inner;
+        if inner.waiters.unregister(key) == Some(true) {
+            let core = inner.binding.bound();
+            inner.waiters.notify_first(core.as_deref());
+        }
+    }
+}
+
+impl Future for ConditionWait<'_, '_> {
+    type Output = Result<(), SyncError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        loop {
+            match &mut this.state {
+                WaitState::Start => {
+                    if let Some(c) = take_cancel_request() {
+                        // Cancelled before it let go: the lock is still held.
+                        this.state = WaitState::Done;
+                        return Poll::Ready(Err(c.into()));
+                    }
+                    if !this.cond.lock.holds(this.guard) {
+                        this.state = WaitState::Done;
+                        return Poll::Ready(Err(SyncError::Runtime(
+                            "cannot wait on un-acquired lock",
+                        )));
+                    }
+                    let inner = &this.cond.inner;
+                    let core = inner.binding.bind();
+                    let site = WaitSite::new(WaitKind::ConditionWait, this.cond);
+                    let key =
+                        inner
+                            .waiters
+                            .register(None, cx, core.as_ref().map(|c| &c.remote), site);
+                    this.state = WaitState::Waiting(key);
+                    this.cond.lock.release().ok();
+                    return Poll::Pending;
+                }
+                WaitState::Waiting(key) => {
+                    let key = *key;
+                    let inner = &this.cond.inner;
+                    let err = take_cancel_request();
+                    if err.is_some() {
+                        this.leave(key);
+                    } else if inner.waiters.is_notified(key) == Some(true) {
+                        inner.waiters.unregister(key);
+                    } else {
+                        let core = inner.binding.bind();
+                        let site = WaitSite::new(WaitKind::ConditionWait, this.cond);
+                        inner.waiters.register(
+                            Some(key),
+                            cx,
+                            core.as_ref().map(|c| &c.remote),
+                            site,
+                        );
+                        return Poll::Pending;
+                    }
+                    this.state = WaitState::Reacquiring {
+                        acquire: this.cond.lock.acquire(),
+                        err,
+                    };
+                }
+                WaitState::Reacquiring { acquire, err } => {
+                    match Pin::new(&mut *acquire).poll(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        // asyncio keeps trying, and re-raises the latest.
+                        Poll::Ready(Err(c)) => {
+                            *err = Some(c);
+                            *acquire = this.cond.lock.acquire();
+                        }
+                        Poll::Ready(Ok(g)) => {
+                            let err = err.take();
+                            this.guard.set_epoch(g);
+                            this.state = WaitState::Done;
+                            return Poll::Ready(match err {
+                                Some(c) => Err(c.into()),
+                                None => Ok(()),
+                            });
+                        }
+                    }
+                }
+                WaitState::Done => return Poll::Ready(Ok(())),
+            }
+        }
+    }
+}
+
+impl Drop for ConditionWait<'_, '_> {
+    fn drop(&mut self) {
+        // Dropped while waiting: the lock stays released (a dropped future
+        // cannot wait to take it back), so the guard no longer holds it.
+        if let WaitState::Waiting(key) = self.state {
+            self.leave(key);
+        }
+    }
+}

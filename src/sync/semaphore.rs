@@ -1,0 +1,338 @@
+//! `Semaphore` and `BoundedSemaphore`: asyncio's counting semaphores.
+//!
+//! asyncio's algorithm (3.11.? and later, after the fairness fixes): a
+//! release hands its permit directly to the first waiter not yet woken
+//! (the counter is decremented on the waiter's behalf), so a newcomer cannot
+//! take a permit meant for a waiter. A woken waiter that is cancelled, or
+//! dropped, before it runs gives the permit back, and the permit goes on to
+//! the next waiter.
+//!
+//! # Invariants
+//!
+//! - `value` counts the permits nobody holds and nobody was handed.
+//! - The fast path (take a permit without waiting) is open only when a
+//!   permit is free and nobody waits (`locked()` is false).
+//! - Whenever a permit is free, no waiter is left un-woken: every exit from
+//!   an acquisition wakes as many waiters as there are free permits.
+//! - A bounded semaphore's value never exceeds its initial value.
+
+use std::cell::Cell;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use super::{Binding, SyncError, WaitList};
+use crate::errors::CancelledError;
+use crate::tasks::take_cancel_request;
+use crate::waiters::{WaitKind, WaitSite, WaiterKey};
+
+struct SemInner {
+    value: Cell<usize>,
+    /// The initial value of a bounded semaphore.
+    bound: Option<usize>,
+    waiters: WaitList,
+    binding: Binding,
+}
+
+impl SemInner {
+    fn new(value: usize, bound: Option<usize>) -> Rc<SemInner> {
+        Rc::new(SemInner {
+            value: Cell::new(value),
+            bound,
+            waiters: WaitList::default(),
+            binding: Binding::default(),
+        })
+    }
+
+    /// asyncio's `locked()`: no free permit, or someone (woken or not)
+    /// queued ahead.
+    fn locked(&self) -> bool {
+        self.value.get() == 0 || self.waiters.waiters() > 0
+    }
+
+    /// asyncio's `_wake_up_next`: hands a permit to the first waiter not
+    /// woken yet; false if there was none.
+    fn wake_up_next(&self) -> bool {
+        if !self.waiters.has_unnotified() {
+            return false;
+        }
+        self.value.set(self.value.get() - 1);
+        let core = self.binding.bound();
+        self.waiters.notify_first(core.as_deref());
+        true
+    }
+
+    /// Wakes as many waiters as there are free permits.
+    fn wake_while_free(&self) {
+        while self.value.get() > 0 && self.wake_up_next() {}
+    }
+
+    fn release(&self) -> Result<(), SyncError> {
+        if self.bound.is_some_and(|b| self.value.get() >= b) {
+            return Err(SyncError::Value("BoundedSemaphore released too many times"));
+        }
+        self.value.set(self.value.get() + 1);
+        self.wake_up_next();
+        Ok(())
+    }
+
+    fn fmt_state(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = if self.locked() {
+            "locked".to_owned()
+        } else {
+            format!("unlocked, value:{}", self.value.get())
+        };
+        match self.waiters.waiters() {
+            0 => write!(f, "<{name} [{state}]>"),
+            n => write!(f, "<{name} [{state}, waiters:{n}]>"),
+        }
+    }
+}
+
+/// asyncio's `Semaphore`: a counter of permits; `acquire()` waits while
+/// there is none.
+///
+/// ```
+/// use aioloop::sync::Semaphore;
+/// use aioloop::{create_task, sleep, EventLoop};
+/// use std::cell::Cell;
+/// use std::rc::Rc;
+/// use std::time::Duration;
+///
+/// let lp = EventLoop::with_virtual_clock().unwrap();
+/// let sem = Semaphore::new(2);
+/// let (running, peak) = (Rc::new(Cell::new(0)), Rc::new(Cell::new(0)));
+/// lp.run_until_complete({
+///     let (running, peak) = (running.clone(), peak.clone());
+///     async move {
+///         let tasks: Vec<_> = (0..5)
+///             .map(|_| {
+///                 let (sem, running, peak) = (sem.clone(), running.clone(), peak.clone());
+///                 create_task(async move {
+///                     let _permit = sem.acquire().await?;
+///                     running.set(running.get() + 1);
+///                     peak.set(peak.get().max(running.get()));
+///                     sleep(Duration::from_secs(1)).await?;
+///                     running.set(running.get() - 1);
+///                     Ok::<_, aioloop::CancelledError>(())
+///                 })
+///                 .unwrap()
+///             })
+///             .collect();
+///         for t in tasks {
+///             t.await.unwrap();
+///         }
+///     }
+/// })
+/// .unwrap();
+/// assert_eq!(peak.get(), 2, "never more than two at once");
+/// assert_eq!(lp.time(), 3.0, "five one-second jobs, two at a time");
+/// ```
+#[derive(Clone)]
+pub struct Semaphore {
+    inner: Rc<SemInner>,
+}
+
+impl Semaphore {
+    /// A semaphore with `value` permits.
+    pub fn new(value: usize) -> Semaphore {
+        Semaphore {
+            inner: SemInner::new(value, None),
+        }
+    }
+
+    /// True if `acquire()` would wait (asyncio's `locked()`).
+    pub fn locked(&self) -> bool {
+        self.inner.locked()
+    }
+
+    /// Free permits.
+    pub fn value(&self) -> usize {
+        self.inner.value.get()
+    }
+
+    /// Waits for a permit and takes it (asyncio's `acquire()`); a
+    /// cancellation point. The guard gives the permit back when dropped.
+    pub fn acquire(&self) -> SemaphoreAcquire<'_> {
+        SemaphoreAcquire {
+            inner: &self.inner,
+            handle: self as *const Semaphore as usize,
+            key: None,
+        }
+    }
+
+    /// Adds a permit and wakes the first waiter (asyncio's `release()`).
+    pub fn release(&self) {
+        // Unbounded: cannot fail.
+        self.inner.release().ok();
+    }
+}
+
+impl fmt::Debug for Semaphore {
+    /// asyncio's repr: `<Semaphore [unlocked, value:2]>`, `<Semaphore [locked, waiters:1]>`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt_state("Semaphore", f)
+    }
+}
+
+/// asyncio's `BoundedSemaphore`: a [`Semaphore`] that refuses to be
+/// released above its initial value.
+///
+/// ```
+/// use aioloop::sync::{BoundedSemaphore, SyncError};
+///
+/// let sem = BoundedSemaphore::new(1);
+/// assert_eq!(
+///     sem.release(),
+///     Err(SyncError::Value("BoundedSemaphore released too many times"))
+/// );
+/// ```
+#[derive(Clone)]
+pub struct BoundedSemaphore {
+    inner: Rc<SemInner>,
+}
+
+impl BoundedSemaphore {
+    /// A bounded semaphore with `value` permits, at most.
+    pub fn new(value: usize) -> BoundedSemaphore {
+        BoundedSemaphore {
+            inner: SemInner::new(value, Some(value)),
+        }
+    }
+
+    /// True if `acquire()` would wait.
+    pub fn locked(&self) -> bool {
+        self.inner.locked()
+    }
+
+    /// Free permits.
+    pub fn value(&self) -> usize {
+        self.inner.value.get()
+    }
+
+    /// Waits for a permit and takes it; a cancellation point.
+    pub fn acquire(&self) -> SemaphoreAcquire<'_> {
+        SemaphoreAcquire {
+            inner: &self.inner,
+            handle: self as *const BoundedSemaphore as usize,
+            key: None,
+        }
+    }
+
+    /// Adds a permit; `BoundedSemaphore released too many times` if that
+    /// would exceed the initial value.
+    pub fn release(&self) -> Result<(), SyncError> {
+        self.inner.release()
+    }
+}
+
+impl fmt::Debug for BoundedSemaphore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt_state("BoundedSemaphore", f)
+    }
+}
+
+/// A permit of a [`Semaphore`] or [`BoundedSemaphore`]; given back when
+/// dropped.
+#[must_use = "the permit is given back as soon as the guard is dropped"]
+pub struct SemaphoreGuard<'a> {
+    inner: &'a SemInner,
+}
+
+impl SemaphoreGuard<'_> {
+    /// Keeps the permit taken: the semaphore's value stays one lower until
+    /// someone calls `release()`.
+    pub fn forget(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for SemaphoreGuard<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.inner.release() {
+            // Only possible if the permit was also given back by hand.
+            log::error!(target: "asyncio", "dropping a semaphore permit: {e}");
+        }
+    }
+}
+
+impl fmt::Debug for SemaphoreGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SemaphoreGuard")
+    }
+}
+
+/// The future of [`Semaphore::acquire`] and [`BoundedSemaphore::acquire`].
+#[must_use = "futures do nothing unless awaited"]
+pub struct SemaphoreAcquire<'a> {
+    inner: &'a SemInner,
+    /// Address of the semaphore handle borrowed.
+    handle: usize,
+    key: Option<WaiterKey>,
+}
+
+impl SemaphoreAcquire<'_> {
+    /// Leaves the waiter list; a permit handed to this waiter goes back
+    /// (asyncio: `if fut.done() and not fut.cancelled(): self._value += 1`),
+    /// then on to whoever can use it.
+    fn leave(&mut self) {
+        let Some(key) = self.key.take() else { return };
+        let inner = self.inner;
+        if inner.waiters.unregister(key) == Some(true) {
+            inner.value.set(inner.value.get() + 1);
+        }
+        inner.wake_while_free();
+    }
+}
+
+impl<'a> Future for SemaphoreAcquire<'a> {
+    type Output = Result<SemaphoreGuard<'a>, CancelledError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let inner = this.inner;
+        if let Some(c) = take_cancel_request() {
+            this.leave();
+            return Poll::Ready(Err(c));
+        }
+        match this.key.map(|k| inner.waiters.is_notified(k)) {
+            None | Some(None) => {
+                if !inner.locked() {
+                    this.key = None;
+                    inner.value.set(inner.value.get() - 1);
+                    return Poll::Ready(Ok(SemaphoreGuard { inner }));
+                }
+            }
+            // A permit was handed to us (the counter already counts it).
+            Some(Some(true)) => {
+                if let Some(k) = this.key.take() {
+                    inner.waiters.unregister(k);
+                }
+                // Newcomers may have queued behind us meanwhile.
+                inner.wake_while_free();
+                return Poll::Ready(Ok(SemaphoreGuard { inner }));
+            }
+            Some(Some(false)) => {}
+        }
+        let core = inner.binding.bind();
+        let site = WaitSite {
+            kind: WaitKind::SemaphoreAcquire,
+            handle: this.handle,
+        };
+        this.key = Some(inner.waiters.register(
+            this.key,
+            cx,
+            core.as_ref().map(|c| &c.remote),
+            site,
+        ));
+        Poll::Pending
+    }
+}
+
+impl Drop for SemaphoreAcquire<'_> {
+    fn drop(&mut self) {
+        self.leave();
+    }
+}

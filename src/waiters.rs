@@ -373,6 +373,10 @@ impl Iterator for Drained {
 pub(crate) struct WaitList {
     entries: RefCell<Entries>,
     next: Cell<u32>,
+    /// Waiter entries (done callbacks not counted), and how many of them
+    /// are notified: the primitives' fast paths ask on every operation.
+    waiting: Cell<u32>,
+    notified: Cell<u32>,
 }
 
 /// A future's or task's list: awaiters and done callbacks, drained at once
@@ -411,6 +415,7 @@ impl WaitList {
         }
         let key = self.next_key();
         entries.push(Slot::waiter(key, waiter_of(cx, remote), site));
+        self.waiting.set(self.waiting.get() + 1);
         WaiterKey(key)
     }
 
@@ -420,7 +425,13 @@ impl WaitList {
     pub(crate) fn unregister(&self, key: WaiterKey) -> Option<bool> {
         let removed = self.entries.borrow_mut().remove(key.0);
         // Dropped after the borrow ends: a waker's drop is foreign code.
-        removed.map(|s| s.notified)
+        removed.map(|s| {
+            self.waiting.set(self.waiting.get() - 1);
+            if s.notified {
+                self.notified.set(self.notified.get() - 1);
+            }
+            s.notified
+        })
     }
 
     /// `Some(notified)` while `key` is registered.
@@ -437,7 +448,7 @@ impl WaitList {
     /// Notifies up to `n` waiters not yet notified, in order; returns how
     /// many.
     pub(crate) fn notify(&self, n: usize, core: Option<&LoopCore>) -> usize {
-        if n == 0 {
+        if n == 0 || !self.has_unnotified() {
             return 0;
         }
         let mut chosen = Vec::new();
@@ -453,6 +464,7 @@ impl WaitList {
                     continue;
                 }
                 slot.notified = true;
+                self.notified.set(self.notified.get() + 1);
                 let token = slot.wake_token();
                 if count == 0 {
                     single = token;
@@ -482,6 +494,9 @@ impl WaitList {
 
     /// `Some(notified)` of the first waiter; `None` if nobody waits.
     pub(crate) fn first_notified(&self) -> Option<bool> {
+        if self.waiting.get() == 0 {
+            return None;
+        }
         self.entries
             .borrow()
             .iter()
@@ -491,19 +506,12 @@ impl WaitList {
 
     /// True if some waiter has not been notified yet.
     pub(crate) fn has_unnotified(&self) -> bool {
-        self.entries
-            .borrow()
-            .iter()
-            .any(|s| s.is_waiter() && !s.notified)
+        self.waiting.get() > self.notified.get()
     }
 
     /// Number of waiters (done callbacks not counted).
     pub(crate) fn waiters(&self) -> usize {
-        self.entries
-            .borrow()
-            .iter()
-            .filter(|s| s.is_waiter())
-            .count()
+        self.waiting.get() as usize
     }
 
     /// Every waiter's registration, in order (for diagnostics and tests).
@@ -546,6 +554,8 @@ impl WaitList {
     /// Takes every entry out, in registration order, for the caller to
     /// wake and schedule with no borrow held.
     pub(crate) fn take(&self) -> Drained {
+        self.waiting.set(0);
+        self.notified.set(0);
         match std::mem::take(&mut *self.entries.borrow_mut()) {
             Entries::Empty => Drained(DrainedInner::Empty),
             Entries::One(s) => Drained(DrainedInner::One(s)),
@@ -582,7 +592,7 @@ mod tests {
     #[test]
     fn entries_stay_small() {
         assert_eq!(std::mem::size_of::<Slot>(), 24);
-        assert!(std::mem::size_of::<WaitList>() <= 40);
+        assert!(std::mem::size_of::<WaitList>() <= 48);
     }
 
     #[test]
@@ -606,6 +616,9 @@ mod tests {
         assert!(list.notify_first(None));
         assert_eq!(wakers[2].0 .0.load(Ordering::SeqCst), 1);
         assert!(!list.notify_first(None), "everyone left was notified");
+        assert_eq!(list.waiters(), 2);
+        assert!(!list.has_unnotified());
+        assert_eq!(list.first_notified(), Some(true));
         let regs = list.registrations();
         assert_eq!(regs.len(), 2);
         assert_eq!(regs[0].site.handle, &handle as *const u8 as usize);

@@ -35,6 +35,7 @@
 //! | task slab, wakers | `task_slab` | task ids, aioloop's waker vtable | — |
 //! | futures, tasks | [`Future`], [`Task`], `outcome`, `waiters` | steps, cancellation, waiters | `Future`, `Task` |
 //! | combinators | `combinators` | sleep, wait_for, timeout, shield, gather, wait, TaskGroup | `tasks.py`, `timeouts.py`, `taskgroups.py` |
+//! | sync primitives | [`sync`] | locks, events, conditions, semaphores, barriers on `waiters::WaitList` | `locks.py` |
 //!
 //! The lower layers never reach up: the reactor knows nothing of callbacks,
 //! the wheel nothing of clocks (`tests/layering.rs` keeps it so).
@@ -75,11 +76,11 @@
 //! | `Future`, `Task`, `create_task`, `run_until_complete`, `asyncio.run` | [`Future`], [`Task`], [`create_task`], [`LoopRef::run_until_complete`], [`run()`] |
 //! | `CancelledError` at an `await`; `cancel`, `cancelling`, `uncancel` | `Err(`[`CancelledError`]`)` at aioloop awaitables; same names |
 //! | `sleep`, `wait_for`, `timeout`, `shield`, `gather`, `wait`, `as_completed`, `TaskGroup` | same names |
-//!
 //! | `call_soon_threadsafe`, `run_coroutine_threadsafe`, `run_in_executor` | [`LoopHandle`], [`ConcurrentFuture`], [`LoopRef::run_in_executor`] |
+//! | `Lock`, `Event`, `Condition`, `Semaphore`, `BoundedSemaphore`, `Barrier` | [`sync`] |
 //!
-//! The full table, with what is still to come (synchronization primitives,
-//! debug mode), is `docs/ASYNCIO_MAPPING.md`.
+//! The full table, with what is still to come (debug mode), is
+//! `docs/ASYNCIO_MAPPING.md`.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -115,7 +116,6 @@ pub use tasks::{
     all_tasks, create_task, current_task, AsTask, DoneCallbackId, Task, TaskRef, TaskWait, WaitDone,
 };
 
-// comb-a exports
 pub mod run;
 pub use combinators::shield::{shield, Shield};
 pub use combinators::timeout::{
@@ -123,13 +123,11 @@ pub use combinators::timeout::{
 };
 pub use combinators::wait_for::{wait_for, IntoTask, WaitForError};
 pub use run::{run, run_with, RunResult};
-// comb-b exports
 pub use combinators::gather::{create_tasks, gather, Gather, GatherAll};
 pub use combinators::task_group::{TaskGroup, TaskGroupError, TaskGroupStateError};
 pub use combinators::wait::{
     as_completed, wait, AsCompleted, AsCompletedError, CompletedItem, DonePending, ReturnWhen, Wait,
 };
-// executor exports
 pub mod executor;
 pub use executor::{ExecutorError, ExecutorFuture, ThreadPool};
 

@@ -4,11 +4,11 @@
 //! and [`Barrier`], with asyncio's semantics and error texts. Like asyncio's,
 //! they are for tasks on one loop and are not thread-safe (they are `!Send`:
 //! the compiler refuses what asyncio would corrupt at run time). The queues
-//! are in [`crate::queue`].
+//! are in `aioloop::queue`.
 //!
 //! Every primitive is a cheap handle (`Clone` shares it, as passing a
 //! Python object around does). Its awaitables *borrow* the handle rather
-//! than clone it, and register in the primitive's [`WaitList`]
+//! than clone it, and register in the primitive's `WaitList`
 //! (`src/waiters.rs`), which records the task, the operation and the
 //! handle's address: the diagnostics read them to say what a stuck task
 //! waits on and whether anything else can still reach it.

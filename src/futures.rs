@@ -34,8 +34,8 @@ use std::task::{Context, Poll};
 use crate::errors::{CancelledError, InvalidStateError, TaskError};
 use crate::event_loop::{LoopCore, LoopRef};
 use crate::outcome::OutcomeCell;
-use crate::tasks::{fire_completion, set_fut_waiter, take_cancel_request, CancelTarget, FutWaiter};
-use crate::waiters::{Completion, DoneCallbackId, WaitKind, WaitSite, WaiterKey};
+use crate::tasks::{fire_completion, set_fut_waiter, take_cancel_request, FutWaiter, WaitTarget};
+use crate::waiters::{Completion, DoneCallbackId, WaitKind, WaitList, WaitSite, WaiterKey};
 
 /// A loop future's state, readable without touching the outcome slot.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -114,6 +114,11 @@ impl<T: 'static, E: 'static> Future<T, E> {
 }
 
 impl<T, E> FutureInner<T, E> {
+    fn unregister(&self, key: WaiterKey) {
+        let core = self.core.upgrade();
+        self.completion.unregister(key, core.as_deref());
+    }
+
     fn complete(&self, outcome: Result<T, TaskError<E>>) -> Result<(), InvalidStateError> {
         let state = match &outcome {
             Err(TaskError::Cancelled(_)) => State::Cancelled,
@@ -214,10 +219,16 @@ impl<T: Clone + 'static, E: Clone + 'static> Future<T, E> {
     }
 }
 
-impl<T, E> CancelTarget for FutureInner<T, E> {
+impl<T, E> WaitTarget for FutureInner<T, E> {
     fn cancel_target(&self, msg: Option<String>) -> bool {
         self.complete(Err(TaskError::Cancelled(CancelledError::new(msg))))
             .is_ok()
+    }
+    fn wait_list(&self) -> &WaitList {
+        &self.completion
+    }
+    fn describe(&self) -> String {
+        format!("<Future {}>", self.outcome.state_name())
     }
 }
 
@@ -274,7 +285,7 @@ impl<T: 'static, E: 'static, H: AsFuture<T, E> + Unpin> StdFuture for FutureWait
         }
         if fut.done() {
             if let Some(k) = this.key.take() {
-                fut.inner.completion.unregister(k);
+                fut.inner.unregister(k);
             }
             return Poll::Ready(this.fut.outcome());
         }
@@ -284,13 +295,12 @@ impl<T: 'static, E: 'static, H: AsFuture<T, E> + Unpin> StdFuture for FutureWait
         this.key = Some(fut.inner.completion.register(
             this.key,
             cx,
-            Some(&core.remote),
+            Some(&core),
             WaitSite::new(WaitKind::Future, fut),
         ));
         // A Weak coerces to `Weak<dyn _>` directly: no strong count traffic.
         let weak: Weak<FutureInner<T, E>> = Rc::downgrade(&fut.inner);
-        let target: Weak<dyn CancelTarget> = weak;
-        set_fut_waiter(FutWaiter::Future(target));
+        set_fut_waiter(FutWaiter::Target(weak));
         Poll::Pending
     }
 }
@@ -298,7 +308,7 @@ impl<T: 'static, E: 'static, H: AsFuture<T, E> + Unpin> StdFuture for FutureWait
 impl<T: 'static, E: 'static, H: AsFuture<T, E>> Drop for FutureWait<T, E, H> {
     fn drop(&mut self) {
         if let Some(k) = self.key.take() {
-            self.fut.future().inner.completion.unregister(k);
+            self.fut.future().inner.unregister(k);
         }
     }
 }

@@ -117,17 +117,17 @@ pub use tasks::{
 };
 
 pub mod run;
+pub use combinators::gather::{create_tasks, gather, Gather, GatherAll};
 pub use combinators::shield::{shield, Shield};
+pub use combinators::task_group::{TaskGroup, TaskGroupError, TaskGroupStateError};
 pub use combinators::timeout::{
     timeout, timeout_at, ScopeError, Timeout, TimeoutState, TimeoutStateError,
 };
-pub use combinators::wait_for::{wait_for, IntoTask, WaitForError};
-pub use run::{run, run_with, RunResult};
-pub use combinators::gather::{create_tasks, gather, Gather, GatherAll};
-pub use combinators::task_group::{TaskGroup, TaskGroupError, TaskGroupStateError};
 pub use combinators::wait::{
     as_completed, wait, AsCompleted, AsCompletedError, CompletedItem, DonePending, ReturnWhen, Wait,
 };
+pub use combinators::wait_for::{wait_for, IntoTask, WaitForError};
+pub use run::{run, run_with, RunResult};
 pub mod executor;
 pub use executor::{ExecutorError, ExecutorFuture, ThreadPool};
 

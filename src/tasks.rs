@@ -64,7 +64,7 @@ use crate::event_loop::{Handle, LoopCore, LoopRef};
 use crate::outcome::OutcomeCell;
 use crate::task_slab::{TaskId, WakerSource};
 pub use crate::waiters::DoneCallbackId;
-use crate::waiters::{Completion, Entry, WaitKind, WaitSite, WaiterKey};
+use crate::waiters::{Completion, Entry, WaitKind, WaitList, WaitSite, Waiter, WaiterKey};
 
 /// asyncio numbers tasks per process: `Task-1`, `Task-2`, ...
 static TASK_COUNTER: AtomicU64 = AtomicU64::new(1);
@@ -93,19 +93,56 @@ impl TaskState {
     }
 }
 
-/// Something a task can be parked on and that `Task::cancel` cancels in
-/// turn: a loop future (asyncio's `_fut_waiter`).
-pub(crate) trait CancelTarget {
-    /// Cancels it; false if it was already done.
-    fn cancel_target(&self, msg: Option<String>) -> bool;
+/// Something a task can be parked on: a loop future (asyncio's
+/// `_fut_waiter`, which `Task::cancel` cancels in turn) or a primitive's
+/// wait list (a queue, a lock ...), which the stuck-task check inspects.
+pub(crate) trait WaitTarget {
+    /// Cancels it; false if it was already done or cannot be cancelled (a
+    /// lock is not cancelled because a waiter is: the waiter is woken).
+    fn cancel_target(&self, _msg: Option<String>) -> bool {
+        false
+    }
+    /// The list holding the parked task's registration.
+    fn wait_list(&self) -> &WaitList;
+    /// What it is, for reports: asyncio's repr (`<Queue maxsize=0>`).
+    fn describe(&self) -> String;
 }
 
-/// What a parked task waits on, for `cancel` to cancel it in turn.
+/// The target of an empty [`FutWaiter`]: a `Weak` to it never upgrades.
+struct NoTarget;
+
+impl WaitTarget for NoTarget {
+    fn wait_list(&self) -> &WaitList {
+        unreachable!("a Weak<NoTarget> never upgrades")
+    }
+    fn describe(&self) -> String {
+        String::new()
+    }
+}
+
+/// What a parked task waits on, for `cancel` to cancel it in turn and for
+/// the stuck-task check to follow. "Nothing" is a dangling `Weak`, so that
+/// the record stays two words (the task header is kept small).
 pub(crate) enum FutWaiter {
-    /// A loop future (held weakly: waiting must not keep it alive).
-    Future(Weak<dyn CancelTarget>),
+    /// A loop future or a primitive (held weakly: waiting must not keep it
+    /// alive).
+    Target(Weak<dyn WaitTarget>),
     /// Another task of the same loop.
     Task(TaskId),
+}
+
+impl Default for FutWaiter {
+    fn default() -> Self {
+        FutWaiter::Target(Weak::<NoTarget>::new())
+    }
+}
+
+impl FutWaiter {
+    /// The target of a primitive registration made by the current task.
+    pub(crate) fn of<W: WaitTarget + 'static>(target: &Rc<W>) -> FutWaiter {
+        let weak: Weak<W> = Rc::downgrade(target);
+        FutWaiter::Target(weak)
+    }
 }
 
 /// The fields most tasks never use.
@@ -131,7 +168,10 @@ pub(crate) struct TaskHeader {
     /// Rarely used fields, allocated on first use.
     extra: Cell<Option<Box<TaskExtra>>>,
     completion: Completion,
-    fut_waiter: Cell<Option<FutWaiter>>,
+    fut_waiter: Cell<FutWaiter>,
+    /// Entries of wait lists that hold this task by id (no waker): with
+    /// the live-waker count, every way to wake the task is counted.
+    pub(crate) id_waits: Cell<u16>,
     /// Set once someone looked at the outcome (await, result, exception).
     pub(crate) retrieved: Cell<bool>,
 }
@@ -152,6 +192,11 @@ impl TaskHeader {
         }
     }
 
+    fn unregister(&self, key: WaiterKey) {
+        let core = self.core.upgrade();
+        self.completion.unregister(key, core.as_deref());
+    }
+
     /// `Task.cancel(msg)`; see the module docs.
     fn cancel(&self, msg: Option<String>) -> bool {
         if self.is_done() {
@@ -165,8 +210,8 @@ impl TaskHeader {
         let waiter = self.fut_waiter.take();
         let core = self.core.upgrade();
         let cancelled_target = match waiter {
-            Some(FutWaiter::Future(w)) => w.upgrade().is_some_and(|w| w.cancel_target(msg)),
-            Some(FutWaiter::Task(id)) => {
+            FutWaiter::Target(w) => w.upgrade().is_some_and(|w| w.cancel_target(msg)),
+            FutWaiter::Task(id) => {
                 let target = core
                     .as_ref()
                     .and_then(|c| c.tasks.borrow().get(id).cloned());
@@ -174,7 +219,6 @@ impl TaskHeader {
                     .and_then(|t| t.task_header().map(|h| h.cancel(msg)))
                     .unwrap_or(false)
             }
-            None => false,
         };
         if cancelled_target {
             // The target's cancellation wakes us with Err(Cancelled).
@@ -230,7 +274,7 @@ impl TaskHeader {
     /// schedule the done callbacks (never inline, in registration order).
     fn complete(&self, state: TaskState) {
         self.state.set(state);
-        self.fut_waiter.set(None);
+        self.fut_waiter.take();
         let Some(core) = self.core.upgrade() else {
             return;
         };
@@ -240,11 +284,53 @@ impl TaskHeader {
     }
 }
 
+/// Counts one wait-list entry more (`up`) or less holding task `id` of
+/// `core` by id. False if the task cannot be reached (then the caller keeps
+/// a waker clone instead, which the waker vtable counts).
+///
+/// The task is nearly always the current one (it registers from its own
+/// step), which needs no lookup; otherwise the slab is asked, if it is not
+/// borrowed at this moment.
+pub(crate) fn count_id_wait(core: &LoopCore, id: TaskId, up: bool) -> bool {
+    let adjust = |h: &TaskHeader| {
+        let n = h.id_waits.get();
+        let n = if up {
+            n.checked_add(1)
+        } else {
+            n.checked_sub(1)
+        };
+        match n {
+            Some(n) => {
+                h.id_waits.set(n);
+                true
+            }
+            // Saturated (65,535 waits of one task): stop holding it by id.
+            None => false,
+        }
+    };
+    let current =
+        with_current(|h| (h.id() == id && std::ptr::eq(h.core.as_ptr(), core)).then(|| adjust(h)));
+    if let Some(Some(done)) = current {
+        return done;
+    }
+    let Ok(tasks) = core.tasks.try_borrow() else {
+        return false;
+    };
+    match tasks.get(id).and_then(|t| t.task_header()) {
+        Some(h) => adjust(h),
+        None => false,
+    }
+}
+
 /// Wakes the waiters and schedules the done callbacks of something that
 /// just completed.
 pub(crate) fn fire_completion(core: &Rc<LoopCore>, completion: &Completion) {
     for entry in completion.take() {
         match entry {
+            Entry::Waiter(Waiter::Task(id)) => {
+                count_id_wait(core, id, false);
+                core.schedule_task(id);
+            }
             Entry::Waiter(w) => w.wake(core),
             // On a closed loop the callback cannot run; it is dropped here.
             Entry::Callback(f) => {
@@ -327,7 +413,7 @@ where
             return;
         }
         h.started.set(true);
-        h.fut_waiter.set(None);
+        h.fut_waiter.take();
         h.state.set(TaskState::Running);
         let _current = CurrentTask::enter(h);
         let waker = h.waker.borrowed();
@@ -416,7 +502,12 @@ where
         // completion list, whose done callbacks may hold handles to the
         // task itself — a cycle nothing else would break.
         self.drop_future();
-        drop(self.header.completion.take());
+        let core = self.header.core.upgrade();
+        for entry in self.header.completion.take() {
+            if let (Entry::Waiter(Waiter::Task(id)), Some(core)) = (&entry, &core) {
+                count_id_wait(core, *id, false);
+            }
+        }
     }
 }
 
@@ -483,7 +574,7 @@ pub(crate) fn take_cancel_request() -> Option<CancelledError> {
 
 /// Records what the current task is parked on, for `cancel` to cancel.
 pub(crate) fn set_fut_waiter(target: FutWaiter) {
-    with_current(|h| h.fut_waiter.set(Some(target)));
+    with_current(|h| h.fut_waiter.set(target));
 }
 
 /// The current task's id and its loop's remote, if in a task step.
@@ -561,7 +652,8 @@ impl LoopRef {
                         cancel_requests: Cell::new(0),
                         extra: Cell::new(None),
                         completion: Completion::default(),
-                        fut_waiter: Cell::new(None),
+                        fut_waiter: Cell::default(),
+                        id_waits: Cell::new(0),
                         retrieved: Cell::new(false),
                     },
                     future: UnsafeCell::new(ManuallyDrop::new(fut)),
@@ -812,7 +904,7 @@ fn poll_task_done(
 ) -> Poll<Result<(), CancelledError>> {
     if let Some(c) = take_cancel_request() {
         if let Some(k) = key.take() {
-            h.completion.unregister(k);
+            h.unregister(k);
         }
         return Poll::Ready(Err(c));
     }
@@ -823,7 +915,7 @@ fn poll_task_done(
     let Some(core) = h.core.upgrade() else {
         return Poll::Pending;
     };
-    *key = Some(h.completion.register(*key, cx, Some(&core.remote), site));
+    *key = Some(h.completion.register(*key, cx, Some(&core), site));
     Poll::Pending
 }
 
@@ -845,7 +937,7 @@ impl StdFuture for WaitDone<'_> {
 impl Drop for WaitDone<'_> {
     fn drop(&mut self) {
         if let Some(k) = self.key.take() {
-            self.header.completion.unregister(k);
+            self.header.unregister(k);
         }
     }
 }
@@ -892,7 +984,7 @@ impl<T: 'static, E: 'static, H: AsTask<T, E> + Unpin> StdFuture for TaskWait<T, 
         let h = task.header();
         if h.is_done() {
             if let Some(k) = this.key.take() {
-                h.completion.unregister(k);
+                h.unregister(k);
             }
             return Poll::Ready(this.task.outcome());
         }
@@ -902,7 +994,7 @@ impl<T: 'static, E: 'static, H: AsTask<T, E> + Unpin> StdFuture for TaskWait<T, 
             // or a result if it refuses — is what this await returns.
             if !h.cancel(c.message().map(str::to_owned)) {
                 if let Some(k) = this.key.take() {
-                    h.completion.unregister(k);
+                    h.unregister(k);
                 }
                 return Poll::Ready(Err(TaskError::Cancelled(c)));
             }
@@ -920,7 +1012,7 @@ impl<T: 'static, E: 'static, H: AsTask<T, E> + Unpin> StdFuture for TaskWait<T, 
 impl<T: 'static, E: 'static, H: AsTask<T, E>> Drop for TaskWait<T, E, H> {
     fn drop(&mut self) {
         if let Some(k) = self.key.take() {
-            self.task.task().header().completion.unregister(k);
+            self.task.task().header().unregister(k);
         }
     }
 }

@@ -45,6 +45,7 @@ use std::task::{Context, Waker};
 use crate::event_loop::LoopCore;
 use crate::remote::Remote;
 use crate::task_slab::{task_of_waker, TaskId};
+use crate::tasks::count_id_wait;
 
 /// Who waits, as handed to whoever wakes it.
 pub(crate) enum Waiter {
@@ -55,27 +56,11 @@ pub(crate) enum Waiter {
 }
 
 impl Waiter {
-    /// The task id when the context's waker is an aioloop task waker of
-    /// this loop, else a clone of the waker.
-    pub(crate) fn from_context(cx: &Context<'_>, remote: &Arc<Remote>) -> Waiter {
-        match task_of_waker(cx.waker(), remote) {
-            Some(id) => Waiter::Task(id),
-            None => Waiter::Waker(Box::new(cx.waker().clone())),
-        }
-    }
-
     /// Wakes it: schedules the task on `core`, or wakes the waker.
     pub(crate) fn wake(self, core: &LoopCore) {
         match self {
             Waiter::Task(id) => core.schedule_task(id),
             Waiter::Waker(w) => w.wake(),
-        }
-    }
-
-    pub(crate) fn same_as(&self, cx: &Context<'_>, remote: &Arc<Remote>) -> bool {
-        match self {
-            Waiter::Task(id) => task_of_waker(cx.waker(), remote) == Some(*id),
-            Waiter::Waker(w) => w.will_wake(cx.waker()),
         }
     }
 }
@@ -205,6 +190,14 @@ impl Slot {
             key,
             kind: site.kind,
             notified: false,
+        }
+    }
+
+    /// The task held by id, if this entry is one.
+    fn task(&self) -> Option<TaskId> {
+        match self.who {
+            Who::Task { id, .. } => Some(id),
+            Who::Boxed(_) => None,
         }
     }
 
@@ -393,28 +386,40 @@ impl WaitList {
     /// Registers the context's waker at the back of the list, or updates
     /// `key`'s entry in place (keeping its place and its notified mark).
     ///
-    /// `remote` is the primitive's loop's: with it, an aioloop task of that
-    /// loop is recorded by id instead of by a waker clone.
+    /// `core` is the primitive's loop: with it, an aioloop task of that
+    /// loop is recorded by id instead of by a waker clone, and counted in
+    /// the task's `id_waits` (see `tasks::count_id_wait`).
     pub(crate) fn register(
         &self,
         key: Option<WaiterKey>,
         cx: &Context<'_>,
-        remote: Option<&Arc<Remote>>,
+        core: Option<&LoopCore>,
         site: WaitSite,
     ) -> WaiterKey {
-        let mut entries = self.entries.borrow_mut();
+        let remote = core.map(|c| &c.remote);
         if let Some(key) = key {
+            let mut entries = self.entries.borrow_mut();
             if let Some(slot) = entries.find(key.0) {
-                if !slot.same_as(cx, remote) {
-                    let notified = slot.notified;
-                    *slot = Slot::waiter(key.0, waiter_of(cx, remote), site);
-                    slot.notified = notified;
+                if slot.same_as(cx, remote) {
+                    return key;
+                }
+                let old = slot.task();
+                let notified = slot.notified;
+                let replaced =
+                    std::mem::replace(slot, Slot::waiter(key.0, waiter_of(cx, core), site));
+                slot.notified = notified;
+                drop(entries);
+                drop(replaced);
+                if let (Some(id), Some(core)) = (old, core) {
+                    count_id_wait(core, id, false);
                 }
                 return key;
             }
         }
-        let key = self.next_key();
-        entries.push(Slot::waiter(key, waiter_of(cx, remote), site));
+        // Made before the borrow: counting may look the task up.
+        let slot = Slot::waiter(self.next_key(), waiter_of(cx, core), site);
+        let key = slot.key;
+        self.entries.borrow_mut().push(slot);
         self.waiting.set(self.waiting.get() + 1);
         WaiterKey(key)
     }
@@ -422,13 +427,20 @@ impl WaitList {
     /// Removes a registration. `Some(notified)` if it was still there:
     /// `Some(true)` means it had been chosen and woken, and the caller must
     /// pass the wake-up on if it will not use it.
-    pub(crate) fn unregister(&self, key: WaiterKey) -> Option<bool> {
+    ///
+    /// `core` is the loop the list is bound to (see `register`); without
+    /// it a task's `id_waits` stays one too high, which only ever makes the
+    /// stuck-task check more careful.
+    pub(crate) fn unregister(&self, key: WaiterKey, core: Option<&LoopCore>) -> Option<bool> {
         let removed = self.entries.borrow_mut().remove(key.0);
         // Dropped after the borrow ends: a waker's drop is foreign code.
         removed.map(|s| {
             self.waiting.set(self.waiting.get() - 1);
             if s.notified {
                 self.notified.set(self.notified.get() - 1);
+            }
+            if let (Some(id), Some(core)) = (s.task(), core) {
+                count_id_wait(core, id, false);
             }
             s.notified
         })
@@ -485,11 +497,6 @@ impl WaitList {
             }
         }
         woken
-    }
-
-    /// Notifies every waiter not yet notified; returns how many.
-    pub(crate) fn notify_all(&self, core: Option<&LoopCore>) -> usize {
-        self.notify(usize::MAX, core)
     }
 
     /// `Some(notified)` of the first waiter; `None` if nobody waits.
@@ -564,11 +571,18 @@ impl WaitList {
     }
 }
 
-fn waiter_of(cx: &Context<'_>, remote: Option<&Arc<Remote>>) -> Waiter {
-    match remote {
-        Some(r) => Waiter::from_context(cx, r),
-        None => Waiter::Waker(Box::new(cx.waker().clone())),
+/// The waiter to record for `cx`: the task's id when the waker is a task
+/// waker of `core` and the task's `id_waits` could be counted, else a clone
+/// of the waker (counted by the waker vtable instead).
+fn waiter_of(cx: &Context<'_>, core: Option<&LoopCore>) -> Waiter {
+    if let Some(core) = core {
+        if let Some(id) = task_of_waker(cx.waker(), &core.remote) {
+            if count_id_wait(core, id, true) {
+                return Waiter::Task(id);
+            }
+        }
     }
+    Waiter::Waker(Box::new(cx.waker().clone()))
 }
 
 #[cfg(test)]

@@ -17,13 +17,12 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use crate::errors::CancelledError;
 use crate::event_loop::{get_running_loop, TimerHandle};
 use crate::tasks::take_cancel_request;
-use crate::waiters::Waiter;
 
 /// Waits `delay` on the running loop's clock (asyncio's `asyncio.sleep`).
 ///
@@ -51,12 +50,12 @@ enum State {
     Start,
     /// `sleep(0)`: yielded once, done at the next poll.
     Yielded,
-    /// Waiting for the timer, which takes the waiter out when it fires.
-    /// The waiter is the task's id when the sleeping task polls it directly,
-    /// so no waker is cloned.
+    /// Waiting for the timer, which takes the waker out when it fires.
+    /// A real waker clone, not a task id: the waker vtable counts it, so
+    /// the stuck-task check sees that a timer can still wake the task.
     Waiting {
         timer: TimerHandle,
-        waiter: Rc<RefCell<Option<Waiter>>>,
+        waker: Rc<RefCell<Option<Waker>>>,
     },
     Done,
 }
@@ -85,38 +84,35 @@ impl Future for Sleep {
             State::Start => {
                 let lp = get_running_loop()
                     .expect("sleep() must be awaited inside a running aioloop loop");
-                let remote = lp.core().remote.clone();
-                let waiter = Rc::new(RefCell::new(Some(Waiter::from_context(cx, &remote))));
-                let w = waiter.clone();
+                let waker = Rc::new(RefCell::new(Some(cx.waker().clone())));
+                let w = waker.clone();
                 let timer = lp
                     .call_later(this.delay, move || {
                         let taken = w.borrow_mut().take();
-                        if let (Some(w), Ok(lp)) = (taken, get_running_loop()) {
-                            w.wake(lp.core());
+                        if let Some(w) = taken {
+                            w.wake();
                         }
                     })
                     .expect("the running loop is open");
-                this.state = State::Waiting { timer, waiter };
+                this.state = State::Waiting { timer, waker };
                 Poll::Pending
             }
             State::Yielded => {
                 this.state = State::Done;
                 Poll::Ready(Ok(()))
             }
-            State::Waiting { waiter, .. } => {
-                let mut slot = waiter.borrow_mut();
+            State::Waiting { waker, .. } => {
+                let mut slot = waker.borrow_mut();
                 match slot.as_mut() {
-                    // The timer took the waiter: it fired.
+                    // The timer took the waker: it fired.
                     None => {
                         drop(slot);
                         this.state = State::Done;
                         Poll::Ready(Ok(()))
                     }
                     Some(w) => {
-                        let lp = get_running_loop()
-                            .expect("sleep() must be awaited inside a running aioloop loop");
-                        if !w.same_as(cx, &lp.core().remote) {
-                            *w = Waiter::from_context(cx, &lp.core().remote);
+                        if !w.will_wake(cx.waker()) {
+                            *w = cx.waker().clone();
                         }
                         Poll::Pending
                     }

@@ -46,6 +46,13 @@ pub struct ExceptionContext {
     pub exception: Option<Rc<dyn std::error::Error>>,
     /// The callback it happened in (asyncio's `context['handle']`).
     pub handle: Option<Handle>,
+    /// The task or future concerned, as its repr (asyncio's
+    /// `context['task']` / `context['future']`): a report about a task that
+    /// is being freed cannot hand out the task itself.
+    pub task: Option<String>,
+    /// aioloop's explanation, beyond asyncio's message: what the task waited
+    /// on, why nothing can wake it, where it was created.
+    pub detail: Option<String>,
 }
 
 impl ExceptionContext {
@@ -55,7 +62,21 @@ impl ExceptionContext {
             message: message.into(),
             exception: None,
             handle: None,
+            task: None,
+            detail: None,
         }
+    }
+
+    /// Adds the task (or future) concerned, as its repr.
+    pub fn with_task(mut self, repr: impl Into<String>) -> Self {
+        self.task = Some(repr.into());
+        self
+    }
+
+    /// Adds aioloop's explanation.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
     }
 
     /// Adds the error.
@@ -89,11 +110,17 @@ impl fmt::Display for ExceptionContext {
     /// per extra field, then the error — the shape of asyncio's log record.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)?;
+        if let Some(t) = &self.task {
+            write!(f, "\ntask: {t}")?;
+        }
         if let Some(h) = &self.handle {
             write!(f, "\nhandle: {h:?}")?;
         }
         if let Some(e) = &self.exception {
             write!(f, "\n{e}")?;
+        }
+        if let Some(d) = &self.detail {
+            write!(f, "\n{d}")?;
         }
         Ok(())
     }
@@ -124,6 +151,8 @@ pub(crate) fn call_exception_handler(
             ),
             exception: Some(Rc::new(panic)),
             handle: context.handle.clone(),
+            task: context.task.clone(),
+            detail: None,
         };
         default_exception_handler(&report);
     }

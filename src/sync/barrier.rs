@@ -32,9 +32,9 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use super::{Binding, SyncError, WaitList};
-use crate::tasks::take_cancel_request;
-use crate::waiters::{WaitKind, WaitSite, WaiterKey};
+use super::{SyncError, Waiters};
+use crate::tasks::{set_fut_waiter, take_cancel_request, FutWaiter, WaitTarget};
+use crate::waiters::{WaitKind, WaitList, WaitSite, WaiterKey};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -48,14 +48,12 @@ struct BarrierInner {
     parties: usize,
     state: Cell<State>,
     count: Cell<usize>,
-    waiters: WaitList,
-    binding: Binding,
+    waiters: Waiters,
 }
 
 impl BarrierInner {
     fn notify_all(&self) {
-        let core = self.binding.bound();
-        self.waiters.notify_all(core.as_deref());
+        self.waiters.notify_all();
     }
 
     /// asyncio's `_exit`: the last party out refills the barrier and wakes
@@ -110,8 +108,7 @@ impl Barrier {
                 parties,
                 state: Cell::new(State::Filling),
                 count: Cell::new(0),
-                waiters: WaitList::default(),
-                binding: Binding::default(),
+                waiters: Waiters::default(),
             }),
         })
     }
@@ -167,20 +164,30 @@ impl Barrier {
     }
 }
 
-impl fmt::Debug for Barrier {
-    /// asyncio's repr: `<Barrier [filling, waiters:1/3]>`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match self.inner.state.get() {
+impl WaitTarget for BarrierInner {
+    fn wait_list(&self) -> &WaitList {
+        self.waiters.list()
+    }
+    fn describe(&self) -> String {
+        let state = self.state.get();
+        let name = match state {
             State::Filling => "filling",
             State::Draining => "draining",
             State::Resetting => "resetting",
-            State::Broken => "broken",
+            State::Broken => return "<Barrier [broken]>".to_owned(),
         };
-        write!(f, "<Barrier [{state}")?;
-        if !self.broken() {
-            write!(f, ", waiters:{}/{}", self.n_waiting(), self.parties())?;
-        }
-        f.write_str("]>")
+        let waiting = match state {
+            State::Filling => self.count.get(),
+            _ => 0,
+        };
+        format!("<Barrier [{name}, waiters:{waiting}/{}]>", self.parties)
+    }
+}
+
+impl fmt::Debug for Barrier {
+    /// asyncio's repr: `<Barrier [filling, waiters:1/3]>`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.inner.describe())
     }
 }
 
@@ -231,11 +238,9 @@ impl Future for BarrierWait<'_> {
             match inner.waiters.is_notified(k) {
                 // Not woken: nothing changed; stay in place.
                 Some(false) => {
-                    let core = inner.binding.bind();
                     let site = WaitSite::new(WaitKind::BarrierWait, this.barrier);
-                    inner
-                        .waiters
-                        .register(Some(k), cx, core.as_ref().map(|c| &c.remote), site);
+                    inner.waiters.register(Some(k), cx, site);
+                    set_fut_waiter(FutWaiter::of(inner));
                     return Poll::Pending;
                 }
                 // Woken: re-check from scratch, as a condition waiter.
@@ -276,13 +281,9 @@ impl Future for BarrierWait<'_> {
                 }
             }
         }
-        let core = inner.binding.bind();
         let site = WaitSite::new(WaitKind::BarrierWait, this.barrier);
-        this.key = Some(
-            inner
-                .waiters
-                .register(None, cx, core.as_ref().map(|c| &c.remote), site),
-        );
+        this.key = Some(inner.waiters.register(None, cx, site));
+        set_fut_waiter(FutWaiter::of(inner));
         Poll::Pending
     }
 }

@@ -25,15 +25,31 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use super::{Binding, Lock, LockAcquire, LockGuard, SyncError, WaitList};
+use super::{Lock, LockAcquire, LockGuard, SyncError, Waiters};
 use crate::errors::CancelledError;
-use crate::tasks::take_cancel_request;
-use crate::waiters::{WaitKind, WaitSite, WaiterKey};
+use crate::tasks::{set_fut_waiter, take_cancel_request, FutWaiter, WaitTarget};
+use crate::waiters::{WaitKind, WaitList, WaitSite, WaiterKey};
 
-#[derive(Default)]
 struct ConditionInner {
-    waiters: WaitList,
-    binding: Binding,
+    lock: Lock,
+    waiters: Waiters,
+}
+
+impl WaitTarget for ConditionInner {
+    fn wait_list(&self) -> &WaitList {
+        self.waiters.list()
+    }
+    fn describe(&self) -> String {
+        let state = if self.lock.locked() {
+            "locked"
+        } else {
+            "unlocked"
+        };
+        match self.waiters.waiters() {
+            0 => format!("<Condition [{state}]>"),
+            n => format!("<Condition [{state}, waiters:{n}]>"),
+        }
+    }
 }
 
 /// asyncio's `Condition`: tasks wait until another task, holding the same
@@ -70,7 +86,6 @@ struct ConditionInner {
 /// ```
 #[derive(Clone)]
 pub struct Condition {
-    lock: Lock,
     inner: Rc<ConditionInner>,
 }
 
@@ -90,29 +105,31 @@ impl Condition {
     /// handle is shared, not copied.
     pub fn with_lock(lock: &Lock) -> Condition {
         Condition {
-            lock: lock.clone(),
-            inner: Rc::default(),
+            inner: Rc::new(ConditionInner {
+                lock: lock.clone(),
+                waiters: Waiters::default(),
+            }),
         }
     }
 
     /// The underlying lock.
     pub fn lock(&self) -> &Lock {
-        &self.lock
+        &self.inner.lock
     }
 
     /// Acquires the underlying lock (asyncio's `acquire()`).
     pub fn acquire(&self) -> LockAcquire<'_> {
-        self.lock.acquire()
+        self.inner.lock.acquire()
     }
 
     /// True while the underlying lock is held.
     pub fn locked(&self) -> bool {
-        self.lock.locked()
+        self.inner.lock.locked()
     }
 
     /// Releases the underlying lock, as [`Lock::release`].
     pub fn release(&self) -> Result<(), SyncError> {
-        self.lock.release()
+        self.inner.lock.release()
     }
 
     /// Releases the lock held by `guard`, waits until notified, and takes
@@ -144,11 +161,10 @@ impl Condition {
     /// Wakes up to `n` waiting tasks (asyncio's `notify(n)`); `cannot
     /// notify on un-acquired lock` if the lock is not held.
     pub fn notify(&self, n: usize) -> Result<(), SyncError> {
-        if !self.lock.locked() {
+        if !self.inner.lock.locked() {
             return Err(SyncError::Runtime("cannot notify on un-acquired lock"));
         }
-        let core = self.inner.binding.bound();
-        self.inner.waiters.notify(n, core.as_deref());
+        self.inner.waiters.notify(n);
         Ok(())
     }
 
@@ -161,11 +177,7 @@ impl Condition {
 impl fmt::Debug for Condition {
     /// asyncio's repr: `<Condition [unlocked]>`, `<Condition [locked, waiters:1]>`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = if self.locked() { "locked" } else { "unlocked" };
-        match self.inner.waiters.waiters() {
-            0 => write!(f, "<Condition [{state}]>"),
-            n => write!(f, "<Condition [{state}, waiters:{n}]>"),
-        }
+        f.write_str(&self.inner.describe())
     }
 }
 
@@ -196,8 +208,7 @@ impl ConditionWait<'_, '_> {
     fn leave(&self, key: WaiterKey) {
         let inner = &self.cond.inner;
         if inner.waiters.unregister(key) == Some(true) {
-            let core = inner.binding.bound();
-            inner.waiters.notify_first(core.as_deref());
+            inner.waiters.notify_first();
         }
     }
 }
@@ -215,21 +226,18 @@ impl Future for ConditionWait<'_, '_> {
                         this.state = WaitState::Done;
                         return Poll::Ready(Err(c.into()));
                     }
-                    if !this.cond.lock.holds(this.guard) {
+                    if !this.cond.inner.lock.holds(this.guard) {
                         this.state = WaitState::Done;
                         return Poll::Ready(Err(SyncError::Runtime(
                             "cannot wait on un-acquired lock",
                         )));
                     }
                     let inner = &this.cond.inner;
-                    let core = inner.binding.bind();
                     let site = WaitSite::new(WaitKind::ConditionWait, this.cond);
-                    let key =
-                        inner
-                            .waiters
-                            .register(None, cx, core.as_ref().map(|c| &c.remote), site);
+                    let key = inner.waiters.register(None, cx, site);
+                    set_fut_waiter(FutWaiter::of(inner));
                     this.state = WaitState::Waiting(key);
-                    this.cond.lock.release().ok();
+                    this.cond.inner.lock.release().ok();
                     return Poll::Pending;
                 }
                 WaitState::Waiting(key) => {
@@ -241,18 +249,13 @@ impl Future for ConditionWait<'_, '_> {
                     } else if inner.waiters.is_notified(key) == Some(true) {
                         inner.waiters.unregister(key);
                     } else {
-                        let core = inner.binding.bind();
                         let site = WaitSite::new(WaitKind::ConditionWait, this.cond);
-                        inner.waiters.register(
-                            Some(key),
-                            cx,
-                            core.as_ref().map(|c| &c.remote),
-                            site,
-                        );
+                        inner.waiters.register(Some(key), cx, site);
+                        set_fut_waiter(FutWaiter::of(inner));
                         return Poll::Pending;
                     }
                     this.state = WaitState::Reacquiring {
-                        acquire: this.cond.lock.acquire(),
+                        acquire: this.cond.inner.lock.acquire(),
                         err,
                     };
                 }
@@ -262,7 +265,7 @@ impl Future for ConditionWait<'_, '_> {
                         // asyncio keeps trying, and re-raises the latest.
                         Poll::Ready(Err(c)) => {
                             *err = Some(c);
-                            *acquire = this.cond.lock.acquire();
+                            *acquire = this.cond.inner.lock.acquire();
                         }
                         Poll::Ready(Ok(g)) => {
                             let err = err.take();

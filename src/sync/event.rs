@@ -17,16 +17,15 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use super::{Binding, WaitList};
+use super::Waiters;
 use crate::errors::CancelledError;
-use crate::tasks::take_cancel_request;
-use crate::waiters::{WaitKind, WaitSite, WaiterKey};
+use crate::tasks::{set_fut_waiter, take_cancel_request, FutWaiter, WaitTarget};
+use crate::waiters::{WaitKind, WaitList, WaitSite, WaiterKey};
 
 #[derive(Default)]
 struct EventInner {
     value: Cell<bool>,
-    waiters: WaitList,
-    binding: Binding,
+    waiters: Waiters,
 }
 
 /// asyncio's `Event`: `wait()` until someone calls `set()`.
@@ -71,8 +70,7 @@ impl Event {
     /// iterations, in the order they started waiting).
     pub fn set(&self) {
         if !self.inner.value.replace(true) {
-            let core = self.inner.binding.bound();
-            self.inner.waiters.notify_all(core.as_deref());
+            self.inner.waiters.notify_all();
         }
     }
 
@@ -91,14 +89,23 @@ impl Event {
     }
 }
 
+impl WaitTarget for EventInner {
+    fn wait_list(&self) -> &WaitList {
+        self.waiters.list()
+    }
+    fn describe(&self) -> String {
+        let state = if self.value.get() { "set" } else { "unset" };
+        match self.waiters.waiters() {
+            0 => format!("<Event [{state}]>"),
+            n => format!("<Event [{state}, waiters:{n}]>"),
+        }
+    }
+}
+
 impl fmt::Debug for Event {
     /// asyncio's repr: `<Event [set]>`, `<Event [unset, waiters:1]>`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = if self.is_set() { "set" } else { "unset" };
-        match self.inner.waiters.waiters() {
-            0 => write!(f, "<Event [{state}]>"),
-            n => write!(f, "<Event [{state}, waiters:{n}]>"),
-        }
+        f.write_str(&self.inner.describe())
     }
 }
 
@@ -128,14 +135,9 @@ impl Future for EventWait<'_> {
             }
             return Poll::Ready(Ok(()));
         }
-        let core = inner.binding.bind();
         let site = WaitSite::new(WaitKind::EventWait, this.event);
-        this.key = Some(inner.waiters.register(
-            this.key,
-            cx,
-            core.as_ref().map(|c| &c.remote),
-            site,
-        ));
+        this.key = Some(inner.waiters.register(this.key, cx, site));
+        set_fut_waiter(FutWaiter::of(inner));
         Poll::Pending
     }
 }

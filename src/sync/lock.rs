@@ -26,18 +26,17 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use super::{Binding, SyncError, WaitList};
+use super::{SyncError, Waiters};
 use crate::errors::CancelledError;
-use crate::tasks::take_cancel_request;
-use crate::waiters::{WaitKind, WaitSite, WaiterKey};
+use crate::tasks::{set_fut_waiter, take_cancel_request, FutWaiter, WaitTarget};
+use crate::waiters::{WaitKind, WaitList, WaitSite, WaiterKey};
 
 #[derive(Default)]
 struct LockInner {
     locked: Cell<bool>,
     /// Incremented at every acquisition; a guard remembers its own.
     epoch: Cell<u64>,
-    waiters: WaitList,
-    binding: Binding,
+    waiters: Waiters,
 }
 
 /// asyncio's `Lock`: one holder at a time, waiters served in FIFO order.
@@ -126,10 +125,9 @@ impl Lock {
     /// asyncio's `_wake_up_first`: notifies the first waiter unless it was
     /// notified already (then it is on its way).
     fn wake_first(&self) {
-        let core = self.inner.binding.bound();
         let list = &self.inner.waiters;
         if list.first_notified() == Some(false) {
-            list.notify_first(core.as_deref());
+            list.notify_first();
         }
     }
 
@@ -146,21 +144,29 @@ impl Lock {
             && self.inner.locked.get()
             && self.inner.epoch.get() == guard.epoch
     }
+}
 
-    /// Number of tasks waiting (for reprs and tests).
-    fn waiting(&self) -> usize {
-        self.inner.waiters.waiters()
+impl WaitTarget for LockInner {
+    fn wait_list(&self) -> &WaitList {
+        self.waiters.list()
+    }
+    fn describe(&self) -> String {
+        let state = if self.locked.get() {
+            "locked"
+        } else {
+            "unlocked"
+        };
+        match self.waiters.waiters() {
+            0 => format!("<Lock [{state}]>"),
+            n => format!("<Lock [{state}, waiters:{n}]>"),
+        }
     }
 }
 
 impl fmt::Debug for Lock {
     /// asyncio's repr: `<Lock [unlocked]>`, `<Lock [locked, waiters:2]>`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = if self.locked() { "locked" } else { "unlocked" };
-        match self.waiting() {
-            0 => write!(f, "<Lock [{state}]>"),
-            n => write!(f, "<Lock [{state}, waiters:{n}]>"),
-        }
+        f.write_str(&self.inner.describe())
     }
 }
 
@@ -256,14 +262,9 @@ impl<'a> Future for LockAcquire<'a> {
             }
             Some(Some(false)) => {}
         }
-        let core = inner.binding.bind();
         let site = WaitSite::new(WaitKind::LockAcquire, lock);
-        this.key = Some(inner.waiters.register(
-            this.key,
-            cx,
-            core.as_ref().map(|c| &c.remote),
-            site,
-        ));
+        this.key = Some(inner.waiters.register(this.key, cx, site));
+        set_fut_waiter(FutWaiter::of(inner));
         Poll::Pending
     }
 }

@@ -52,7 +52,9 @@ pub use event::{Event, EventWait};
 pub use lock::{Lock, LockAcquire, LockGuard};
 pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreAcquire, SemaphoreGuard};
 
-pub(crate) use crate::waiters::WaitList;
+use std::task::Context;
+
+use crate::waiters::{Registration, WaitList, WaitSite, WaiterKey};
 
 /// The loop a primitive is bound to (asyncio's `_LoopBoundMixin`).
 #[derive(Default)]
@@ -74,6 +76,73 @@ impl Binding {
         let core = get_running_loop().ok()?.core().clone();
         *self.0.borrow_mut() = Rc::downgrade(&core);
         Some(core)
+    }
+}
+
+/// A primitive's waiters: its [`WaitList`] and the loop it is bound to,
+/// so that every registration and removal is counted against the right
+/// loop's tasks.
+#[derive(Default)]
+pub(crate) struct Waiters {
+    list: WaitList,
+    binding: Binding,
+}
+
+impl Waiters {
+    /// Registers the context (binding the running loop on first use).
+    pub(crate) fn register(
+        &self,
+        key: Option<WaiterKey>,
+        cx: &Context<'_>,
+        site: WaitSite,
+    ) -> WaiterKey {
+        let core = self.binding.bind();
+        self.list.register(key, cx, core.as_deref(), site)
+    }
+
+    /// See [`WaitList::unregister`].
+    pub(crate) fn unregister(&self, key: WaiterKey) -> Option<bool> {
+        let core = self.binding.bound();
+        self.list.unregister(key, core.as_deref())
+    }
+
+    pub(crate) fn is_notified(&self, key: WaiterKey) -> Option<bool> {
+        self.list.is_notified(key)
+    }
+
+    pub(crate) fn notify_first(&self) -> bool {
+        let core = self.binding.bound();
+        self.list.notify_first(core.as_deref())
+    }
+
+    pub(crate) fn notify(&self, n: usize) -> usize {
+        let core = self.binding.bound();
+        self.list.notify(n, core.as_deref())
+    }
+
+    pub(crate) fn notify_all(&self) -> usize {
+        self.notify(usize::MAX)
+    }
+
+    pub(crate) fn first_notified(&self) -> Option<bool> {
+        self.list.first_notified()
+    }
+
+    pub(crate) fn has_unnotified(&self) -> bool {
+        self.list.has_unnotified()
+    }
+
+    pub(crate) fn waiters(&self) -> usize {
+        self.list.waiters()
+    }
+
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn registrations(&self) -> Vec<Registration> {
+        self.list.registrations()
+    }
+
+    pub(crate) fn list(&self) -> &WaitList {
+        &self.list
     }
 }
 

@@ -23,17 +23,16 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use super::{Binding, SyncError, WaitList};
+use super::{SyncError, Waiters};
 use crate::errors::CancelledError;
-use crate::tasks::take_cancel_request;
-use crate::waiters::{WaitKind, WaitSite, WaiterKey};
+use crate::tasks::{set_fut_waiter, take_cancel_request, FutWaiter, WaitTarget};
+use crate::waiters::{WaitKind, WaitList, WaitSite, WaiterKey};
 
 struct SemInner {
     value: Cell<usize>,
     /// The initial value of a bounded semaphore.
     bound: Option<usize>,
-    waiters: WaitList,
-    binding: Binding,
+    waiters: Waiters,
 }
 
 impl SemInner {
@@ -41,8 +40,7 @@ impl SemInner {
         Rc::new(SemInner {
             value: Cell::new(value),
             bound,
-            waiters: WaitList::default(),
-            binding: Binding::default(),
+            waiters: Waiters::default(),
         })
     }
 
@@ -59,8 +57,7 @@ impl SemInner {
             return false;
         }
         self.value.set(self.value.get() - 1);
-        let core = self.binding.bound();
-        self.waiters.notify_first(core.as_deref());
+        self.waiters.notify_first();
         true
     }
 
@@ -77,16 +74,25 @@ impl SemInner {
         self.wake_up_next();
         Ok(())
     }
+}
 
-    fn fmt_state(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl WaitTarget for SemInner {
+    fn wait_list(&self) -> &WaitList {
+        self.waiters.list()
+    }
+    fn describe(&self) -> String {
+        let name = match self.bound {
+            Some(_) => "BoundedSemaphore",
+            None => "Semaphore",
+        };
         let state = if self.locked() {
             "locked".to_owned()
         } else {
             format!("unlocked, value:{}", self.value.get())
         };
         match self.waiters.waiters() {
-            0 => write!(f, "<{name} [{state}]>"),
-            n => write!(f, "<{name} [{state}, waiters:{n}]>"),
+            0 => format!("<{name} [{state}]>"),
+            n => format!("<{name} [{state}, waiters:{n}]>"),
         }
     }
 }
@@ -173,7 +179,7 @@ impl Semaphore {
 impl fmt::Debug for Semaphore {
     /// asyncio's repr: `<Semaphore [unlocked, value:2]>`, `<Semaphore [locked, waiters:1]>`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.inner.fmt_state("Semaphore", f)
+        f.write_str(&self.inner.describe())
     }
 }
 
@@ -230,7 +236,7 @@ impl BoundedSemaphore {
 
 impl fmt::Debug for BoundedSemaphore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.inner.fmt_state("BoundedSemaphore", f)
+        f.write_str(&self.inner.describe())
     }
 }
 
@@ -267,7 +273,7 @@ impl fmt::Debug for SemaphoreGuard<'_> {
 /// The future of [`Semaphore::acquire`] and [`BoundedSemaphore::acquire`].
 #[must_use = "futures do nothing unless awaited"]
 pub struct SemaphoreAcquire<'a> {
-    inner: &'a SemInner,
+    inner: &'a Rc<SemInner>,
     /// Address of the semaphore handle borrowed.
     handle: usize,
     key: Option<WaiterKey>,
@@ -316,17 +322,12 @@ impl<'a> Future for SemaphoreAcquire<'a> {
             }
             Some(Some(false)) => {}
         }
-        let core = inner.binding.bind();
         let site = WaitSite {
             kind: WaitKind::SemaphoreAcquire,
             handle: this.handle,
         };
-        this.key = Some(inner.waiters.register(
-            this.key,
-            cx,
-            core.as_ref().map(|c| &c.remote),
-            site,
-        ));
+        this.key = Some(inner.waiters.register(this.key, cx, site));
+        set_fut_waiter(FutWaiter::of(inner));
         Poll::Pending
     }
 }

@@ -72,6 +72,19 @@ pub struct Future<T, E = Infallible> {
     inner: Rc<FutureInner<T, E>>,
 }
 
+impl<T, E> Drop for Future<T, E> {
+    fn drop(&mut self) {
+        // A handle of a future that tasks wait on is going: they may have
+        // lost their last way to be woken (see `stuck.rs`).
+        let inner = &self.inner;
+        if inner.completion.waiters() > 0 && inner.state.get() == State::Pending {
+            if let Some(core) = inner.core.upgrade() {
+                core.suspect_waiters(&inner.completion);
+            }
+        }
+    }
+}
+
 impl<T, E> Clone for Future<T, E> {
     fn clone(&self) -> Self {
         Future {

@@ -93,6 +93,7 @@ pub mod futures;
 mod outcome;
 pub mod reactor;
 pub mod remote;
+mod stuck;
 pub mod sync;
 mod task_slab;
 pub mod tasks;

@@ -64,7 +64,9 @@ use crate::event_loop::{Handle, LoopCore, LoopRef};
 use crate::outcome::OutcomeCell;
 use crate::task_slab::{TaskId, WakerSource};
 pub use crate::waiters::DoneCallbackId;
-use crate::waiters::{Completion, Entry, WaitKind, WaitList, WaitSite, Waiter, WaiterKey};
+use crate::waiters::{
+    Completion, Entry, Registration, WaitKind, WaitList, WaitSite, Waiter, WaiterKey,
+};
 
 /// asyncio numbers tasks per process: `Task-1`, `Task-2`, ...
 static TASK_COUNTER: AtomicU64 = AtomicU64::new(1);
@@ -185,7 +187,7 @@ impl TaskHeader {
         self.state.get().is_done()
     }
 
-    fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         match self.with_extra(|x| x.and_then(|x| x.name.clone())) {
             Some(n) => n,
             None => format!("Task-{}", self.number),
@@ -195,6 +197,64 @@ impl TaskHeader {
     fn unregister(&self, key: WaiterKey) {
         let core = self.core.upgrade();
         self.completion.unregister(key, core.as_deref());
+    }
+
+    pub(crate) fn state(&self) -> TaskState {
+        self.state.get()
+    }
+
+    /// The stuck-task check's cheap filter: parked, not scheduled, held by
+    /// exactly one wait list and by no waker, on a target that has no more
+    /// handles than waiters (every handle of a dead target is borrowed by
+    /// one of its waiters). Anything else is alive.
+    pub(crate) fn may_be_stuck(&self) -> bool {
+        if self.state.get() != TaskState::Pending
+            || self.scheduled.get()
+            || self.id_waits.get() != 1
+            || self.waker.live_wakers() != 0
+        {
+            return false;
+        }
+        match self.fut_waiter_clone() {
+            FutWaiter::Target(w) => w.upgrade().is_some_and(|p| {
+                // Less the reference just made.
+                Rc::strong_count(&p) - 1 <= p.wait_list().waiters()
+            }),
+            FutWaiter::Task(_) => true,
+        }
+    }
+
+    /// A handle of this task is going: the task itself, and the tasks
+    /// awaiting it, may have lost their last way in.
+    fn handle_dropped(&self) {
+        let waited = self.completion.waiters() > 0;
+        if !waited && !self.may_be_stuck() {
+            return;
+        }
+        if let Some(core) = self.core.upgrade() {
+            if self.may_be_stuck() {
+                core.suspect(self.id());
+            }
+            if waited && !self.is_done() {
+                core.suspect_waiters(&self.completion);
+            }
+        }
+    }
+
+    /// A copy of what the task is parked on.
+    pub(crate) fn fut_waiter_clone(&self) -> FutWaiter {
+        let w = self.fut_waiter.take();
+        let copy = match &w {
+            FutWaiter::Target(t) => FutWaiter::Target(t.clone()),
+            FutWaiter::Task(id) => FutWaiter::Task(*id),
+        };
+        self.fut_waiter.set(w);
+        copy
+    }
+
+    /// Who awaits this task (registrations in its completion list).
+    pub(crate) fn completion_registrations(&self) -> Vec<Registration> {
+        self.completion.registrations()
     }
 
     /// `Task.cancel(msg)`; see the module docs.
@@ -460,6 +520,12 @@ where
                     // Parked on something that is no cancellation point.
                     self.drop_future();
                     self.finish_cancelled();
+                } else if h.may_be_stuck() {
+                    // Checked by the run phase once this step's handle is
+                    // gone (it is one more reference to the task).
+                    if let Some(core) = h.core.upgrade() {
+                        core.suspect(h.id());
+                    }
                 }
             }
             Err(payload) => {
@@ -495,6 +561,13 @@ where
     }
     fn task_header(&self) -> Option<&TaskHeader> {
         Some(&self.header)
+    }
+    fn future_span(&self) -> Option<(usize, usize)> {
+        // Only addresses are compared: nothing is read through them.
+        self.header
+            .future_live
+            .get()
+            .then(|| (self.future.get() as usize, std::mem::size_of::<F>()))
     }
     fn abandon(&self) {
         // The loop closes with this task pending: drop its future (its
@@ -604,6 +677,12 @@ pub struct Task<T, E = Infallible> {
     inner: Rc<HandleInner<dyn TaskObj<T, E>>>,
 }
 
+impl<T, E> Drop for Task<T, E> {
+    fn drop(&mut self) {
+        self.inner.callback().header().handle_dropped();
+    }
+}
+
 impl<T, E> Clone for Task<T, E> {
     fn clone(&self) -> Self {
         Task {
@@ -617,6 +696,14 @@ impl<T, E> Clone for Task<T, E> {
 #[derive(Clone)]
 pub struct TaskRef {
     handle: Handle,
+}
+
+impl Drop for TaskRef {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.task_header() {
+            h.handle_dropped();
+        }
+    }
 }
 
 impl LoopRef {
@@ -810,6 +897,20 @@ impl<T, E> fmt::Debug for Task<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         describe_task(self.inner.callback().header(), self.inner.site(), f)
     }
+}
+
+/// asyncio's repr of the task behind a slab handle.
+pub(crate) fn task_repr(handle: &Handle) -> String {
+    struct Repr<'a>(&'a Handle);
+    impl fmt::Display for Repr<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match self.0.task_header() {
+                Some(h) => describe_task(h, self.0.source_location(), f),
+                None => write!(f, "{:?}", self.0),
+            }
+        }
+    }
+    Repr(handle).to_string()
 }
 
 fn describe_task(h: &TaskHeader, site: &Location<'_>, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -626,7 +626,7 @@ mod tests {
         assert_eq!(list.is_notified(keys[0]), Some(true));
         assert_eq!(list.is_notified(keys[2]), Some(false));
         // The first gives its wake-up back: the caller passes it on.
-        assert_eq!(list.unregister(keys[0]), Some(true));
+        assert_eq!(list.unregister(keys[0], None), Some(true));
         assert!(list.notify_first(None));
         assert_eq!(wakers[2].0 .0.load(Ordering::SeqCst), 1);
         assert!(!list.notify_first(None), "everyone left was notified");

@@ -43,6 +43,10 @@ pub(crate) trait Invoke {
     }
     /// The loop is closing with this task pending: release what it holds.
     fn abandon(&self) {}
+    /// Where a task's future lies (address, size), while it is alive.
+    fn future_span(&self) -> Option<(usize, usize)> {
+        None
+    }
 }
 
 /// A callback that runs once (`call_soon`, `call_later`).
@@ -182,6 +186,16 @@ impl Handle {
     #[inline]
     pub fn cancelled(&self) -> bool {
         self.inner.cancelled.get()
+    }
+
+    /// Strong and weak counts of the shared allocation.
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        (Rc::strong_count(&self.inner), Rc::weak_count(&self.inner))
+    }
+
+    /// See [`Invoke::future_span`].
+    pub(crate) fn future_span(&self) -> Option<(usize, usize)> {
+        self.inner.callback.future_span()
     }
 
     /// Releases a pending task's future and callbacks (the loop is closing).

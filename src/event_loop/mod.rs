@@ -102,6 +102,8 @@ pub(crate) struct LoopCore {
     exception_handler: RefCell<Option<ExceptionHandler>>,
     /// asyncio's `_default_executor`, created on first `run_in_executor`.
     pub(crate) executor: crate::executor::DefaultExecutor,
+    /// Tasks to run the stuck-task check on at the next safe point.
+    pub(crate) suspects: crate::stuck::Suspects,
 }
 
 thread_local! {
@@ -198,6 +200,7 @@ impl EventLoop {
             stopping: Cell::new(false),
             exception_handler: RefCell::new(None),
             executor: Default::default(),
+            suspects: Default::default(),
         };
         Ok(EventLoop {
             lp: LoopRef {

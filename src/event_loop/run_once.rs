@@ -171,6 +171,12 @@ impl LoopCore {
                 continue;
             }
             self.run_handle(&handle);
+            drop(handle);
+            // A task that parked, or handles dropped meanwhile, may have
+            // left tasks that nothing can wake (see `stuck.rs`).
+            if !self.suspects.is_empty() {
+                self.check_suspects();
+            }
         }
     }
 

@@ -184,6 +184,12 @@ impl WaitTarget for BarrierInner {
     }
 }
 
+impl Drop for Barrier {
+    fn drop(&mut self) {
+        self.inner.waiters.handle_dropped();
+    }
+}
+
 impl fmt::Debug for Barrier {
     /// asyncio's repr: `<Barrier [filling, waiters:1/3]>`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

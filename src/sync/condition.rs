@@ -174,6 +174,12 @@ impl Condition {
     }
 }
 
+impl Drop for Condition {
+    fn drop(&mut self) {
+        self.inner.waiters.handle_dropped();
+    }
+}
+
 impl fmt::Debug for Condition {
     /// asyncio's repr: `<Condition [unlocked]>`, `<Condition [locked, waiters:1]>`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

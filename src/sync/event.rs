@@ -102,6 +102,12 @@ impl WaitTarget for EventInner {
     }
 }
 
+impl Drop for Event {
+    fn drop(&mut self) {
+        self.inner.waiters.handle_dropped();
+    }
+}
+
 impl fmt::Debug for Event {
     /// asyncio's repr: `<Event [set]>`, `<Event [unset, waiters:1]>`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -163,6 +163,12 @@ impl WaitTarget for LockInner {
     }
 }
 
+impl Drop for Lock {
+    fn drop(&mut self) {
+        self.inner.waiters.handle_dropped();
+    }
+}
+
 impl fmt::Debug for Lock {
     /// asyncio's repr: `<Lock [unlocked]>`, `<Lock [locked, waiters:2]>`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -144,6 +144,17 @@ impl Waiters {
     pub(crate) fn list(&self) -> &WaitList {
         &self.list
     }
+
+    /// A handle of the primitive is going: its waiters may have lost their
+    /// last way to be woken (see `stuck.rs`); the loop checks them at its
+    /// next safe point.
+    pub(crate) fn handle_dropped(&self) {
+        if self.list.waiters() > 0 {
+            if let Some(core) = self.binding.bound() {
+                core.suspect_waiters(&self.list);
+            }
+        }
+    }
 }
 
 /// An error from a synchronization primitive, named and worded as asyncio's.

@@ -176,6 +176,12 @@ impl Semaphore {
     }
 }
 
+impl Drop for Semaphore {
+    fn drop(&mut self) {
+        self.inner.waiters.handle_dropped();
+    }
+}
+
 impl fmt::Debug for Semaphore {
     /// asyncio's repr: `<Semaphore [unlocked, value:2]>`, `<Semaphore [locked, waiters:1]>`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -231,6 +237,12 @@ impl BoundedSemaphore {
     /// would exceed the initial value.
     pub fn release(&self) -> Result<(), SyncError> {
         self.inner.release()
+    }
+}
+
+impl Drop for BoundedSemaphore {
+    fn drop(&mut self) {
+        self.inner.waiters.handle_dropped();
     }
 }
 

@@ -1,0 +1,246 @@
+//! `Task was destroyed but it is pending!`: reported exactly when a task can
+//! never run again, never before, never for a task something can still wake.
+
+mod util;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::IntoFuture;
+use std::rc::Rc;
+
+use aioloop::sync::{Event, Lock};
+use aioloop::{create_task, sleep, EventLoop, ExceptionContext, Future, LoopRef};
+use util::secs;
+
+/// Every report the loop's exception handler receives.
+fn reports(lp: &LoopRef) -> Rc<RefCell<Vec<ExceptionContext>>> {
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let s = seen.clone();
+    lp.set_exception_handler(Some(Rc::new(move |_: &LoopRef, c: &ExceptionContext| {
+        s.borrow_mut().push(c.clone())
+    })));
+    seen
+}
+
+fn destroyed(seen: &RefCell<Vec<ExceptionContext>>) -> Vec<ExceptionContext> {
+    seen.borrow()
+        .iter()
+        .filter(|c| c.message == "Task was destroyed but it is pending!")
+        .cloned()
+        .collect()
+}
+
+/// Sets its flag when dropped: proves a freed task's destructors ran.
+struct Dropped(Rc<Cell<bool>>);
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        self.0.set(true);
+    }
+}
+
+#[test]
+fn a_task_waiting_on_a_future_whose_last_outside_handle_is_dropped_is_reported_and_freed() {
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let seen = reports(&lp);
+    let freed = Rc::new(Cell::new(false));
+    let f = freed.clone();
+    lp.run_until_complete(async move {
+        let map: Rc<RefCell<HashMap<u32, Future<u32>>>> = Rc::default();
+        let fut = aioloop::get_running_loop().unwrap().create_future::<u32>();
+        map.borrow_mut().insert(7, fut.clone());
+        let t = create_task(async move {
+            let _guard = Dropped(f);
+            fut.await.ok();
+        })
+        .unwrap();
+        t.set_name("handler-7");
+        drop(t);
+        sleep(secs(1)).await.unwrap();
+        assert!(
+            destroyed(&seen).is_empty(),
+            "the map still reaches the future"
+        );
+        map.borrow_mut().remove(&7);
+        // The check ran at the end of this step's callback... let the loop turn.
+        sleep(secs(0)).await.unwrap();
+        let got = destroyed(&seen);
+        assert_eq!(got.len(), 1, "{got:?}");
+        let task = got[0].task.clone().unwrap();
+        assert!(
+            task.starts_with("<Task pending name='handler-7' created at tests/stuck.rs:"),
+            "{task}"
+        );
+        let detail = got[0].detail.clone().unwrap();
+        assert!(
+            detail.contains("'handler-7' waits on Future of <Future pending>"),
+            "{detail}"
+        );
+        assert!(detail.contains("no Waker of it is alive"), "{detail}");
+        assert!(
+            detail.contains("1 strong handle and no Weak, all inside this task's own future"),
+            "{detail}"
+        );
+    })
+    .unwrap()
+    .unwrap();
+    assert!(
+        freed.get(),
+        "the task's future was dropped: its destructors ran"
+    );
+    assert!(lp.all_tasks().is_empty(), "freed: it left the slab");
+}
+
+#[test]
+fn a_task_that_drops_the_last_outside_handle_then_parks_is_reported_when_it_parks() {
+    // The seed's bug: on `end` the handler removes its own entry from the
+    // map, then loops back to wait on the queue nothing else can reach.
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let seen = reports(&lp);
+    lp.run_until_complete(async move {
+        let map: Rc<RefCell<HashMap<u32, Event>>> = Rc::default();
+        let ev = Event::new();
+        map.borrow_mut().insert(1, ev.clone());
+        let m = map.clone();
+        let t = create_task(async move {
+            m.borrow_mut().remove(&1);
+            ev.wait().await.ok();
+        })
+        .unwrap();
+        t.set_name("handler-1");
+        drop(t);
+        sleep(secs(0)).await.unwrap();
+        let got = destroyed(&seen);
+        assert_eq!(got.len(), 1);
+        assert!(got[0]
+            .detail
+            .as_ref()
+            .unwrap()
+            .contains("waits on Event.wait of <Event [unset, waiters:1]>"));
+    })
+    .unwrap()
+    .unwrap();
+}
+
+#[test]
+fn a_handle_kept_behind_the_users_own_rc_keeps_the_task_alive() {
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let seen = reports(&lp);
+    lp.run_until_complete(async move {
+        let lock = Lock::new();
+        let mine = lock.clone();
+        let _held = mine.acquire().await.unwrap();
+        // The waiter's handle sits in an Rc allocation, not in its future:
+        // the check cannot tell who else reaches that Rc, so: alive.
+        let boxed = Rc::new(lock);
+        let t = create_task(async move {
+            let _g = boxed.acquire().await;
+        })
+        .unwrap();
+        drop(t);
+        sleep(secs(1)).await.unwrap();
+        assert!(destroyed(&seen).is_empty());
+    })
+    .unwrap()
+    .unwrap();
+}
+
+#[test]
+fn a_task_with_a_live_waker_elsewhere_is_not_reported() {
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let seen = reports(&lp);
+    lp.run_until_complete(async move {
+        let fut = aioloop::get_running_loop().unwrap().create_future::<()>();
+        let t = create_task(async move {
+            // wait_for arms a timer holding the task's waker: a timeout will
+            // wake it even though nothing else can reach the future.
+            aioloop::wait_for(fut.into_future(), secs(5)).await.ok();
+            "timed out"
+        })
+        .unwrap();
+        sleep(secs(1)).await.unwrap();
+        assert!(destroyed(&seen).is_empty());
+        assert_eq!(t.await.unwrap(), "timed out");
+    })
+    .unwrap()
+    .unwrap();
+}
+
+#[test]
+fn a_task_awaiting_a_stuck_task_is_stuck_too() {
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let seen = reports(&lp);
+    lp.run_until_complete(async move {
+        let ev = Event::new();
+        let keep = ev.clone();
+        let inner = create_task(async move {
+            ev.wait().await.ok();
+        })
+        .unwrap();
+        inner.set_name("inner");
+        let outer = create_task(async move {
+            inner.await.ok();
+        })
+        .unwrap();
+        outer.set_name("outer");
+        drop(outer);
+        sleep(secs(1)).await.unwrap();
+        assert!(
+            destroyed(&seen).is_empty(),
+            "`keep` still reaches the event"
+        );
+        drop(keep);
+        sleep(secs(0)).await.unwrap();
+        let got = destroyed(&seen);
+        let names: Vec<String> = got.iter().map(|c| c.task.clone().unwrap()).collect();
+        assert_eq!(got.len(), 2, "{names:?}");
+        assert!(
+            names[0].contains("name='inner'") && names[1].contains("name='outer'"),
+            "{names:?}"
+        );
+        assert!(got[1]
+            .detail
+            .as_ref()
+            .unwrap()
+            .contains("waits on Task of <Task pending name='inner'"));
+    })
+    .unwrap()
+    .unwrap();
+}
+
+#[test]
+fn a_handle_held_by_a_task_that_can_still_run_keeps_the_waiter_alive() {
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let seen = reports(&lp);
+    let out = lp.run_until_complete(async move {
+        let ev = Event::new();
+        let setter_ev = ev.clone();
+        let waiter = create_task(async move { ev.wait().await.map(|()| "woken") }).unwrap();
+        // The setter sleeps (a timer holds its waker), then sets the event.
+        create_task(async move {
+            sleep(secs(10)).await.unwrap();
+            setter_ev.set();
+        })
+        .unwrap();
+        sleep(secs(1)).await.unwrap();
+        assert!(destroyed(&seen).is_empty());
+        waiter.await.unwrap()
+    });
+    assert_eq!(out.unwrap().unwrap(), "woken");
+}
+
+#[test]
+fn a_task_whose_handle_the_user_keeps_is_not_reported() {
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let seen = reports(&lp);
+    lp.run_until_complete(async move {
+        let fut = aioloop::get_running_loop().unwrap().create_future::<()>();
+        let t = create_task(async move { fut.await }).unwrap();
+        // Someone holding the task can still cancel it: alive.
+        sleep(secs(1)).await.unwrap();
+        assert!(destroyed(&seen).is_empty());
+        t.cancel();
+        assert!(t.await.is_err());
+    })
+    .unwrap()
+    .unwrap();
+}

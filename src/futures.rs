@@ -79,7 +79,7 @@ impl<T, E> Drop for Future<T, E> {
         let inner = &self.inner;
         if inner.completion.waiters() > 0 && inner.state.get() == State::Pending {
             if let Some(core) = inner.core.upgrade() {
-                core.suspect_waiters(&inner.completion);
+                core.suspect_waiters(&inner.completion, Rc::strong_count(inner) - 1);
             }
         }
     }

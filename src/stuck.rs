@@ -108,8 +108,13 @@ impl LoopCore {
     }
 
     /// Suspects every task waiting in `list` by id: a handle of its
-    /// primitive is being dropped.
-    pub(crate) fn suspect_waiters(&self, list: &WaitList) {
+    /// primitive is being dropped, and `handles` are left (every handle of
+    /// a dead primitive is borrowed by one of its waiters, so more handles
+    /// than waiters means alive, and nothing to check).
+    pub(crate) fn suspect_waiters(&self, list: &WaitList, handles: usize) {
+        if handles > list.waiters() {
+            return;
+        }
         let regs = list.registrations();
         let mut ids = self.suspects.ids.borrow_mut();
         ids.extend(regs.iter().filter_map(|r| r.task));
@@ -168,10 +173,18 @@ impl LoopCore {
         }
         // Shrink to the greatest fixpoint.
         loop {
+            // One verdict per target per round: linear in the waiters.
+            let mut verdicts: HashMap<TargetKey, bool> = HashMap::new();
+            for node in nodes.values() {
+                let key = target_key(&node.target);
+                if !verdicts.contains_key(&key) {
+                    let dead = self.target_dead(node, &targets[&key], &nodes);
+                    verdicts.insert(key, dead);
+                }
+            }
             let mut drop_ids = Vec::new();
             for (id, node) in &nodes {
-                let info = &targets[&target_key(&node.target)];
-                if !self.target_dead(node, info, &nodes) || !own_handles_dead(node, &nodes) {
+                if !verdicts[&target_key(&node.target)] || !own_handles_dead(node, &nodes) {
                     drop_ids.push(*id);
                 }
             }

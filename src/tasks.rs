@@ -224,9 +224,10 @@ impl TaskHeader {
         }
     }
 
-    /// A handle of this task is going: the task itself, and the tasks
+    /// A handle of this task is going (`strong`: the task's strong count,
+    /// that handle and the slab's included): the task itself, and the tasks
     /// awaiting it, may have lost their last way in.
-    fn handle_dropped(&self) {
+    fn handle_dropped(&self, strong: usize) {
         let waited = self.completion.waiters() > 0;
         if !waited && !self.may_be_stuck() {
             return;
@@ -236,7 +237,7 @@ impl TaskHeader {
                 core.suspect(self.id());
             }
             if waited && !self.is_done() {
-                core.suspect_waiters(&self.completion);
+                core.suspect_waiters(&self.completion, strong.saturating_sub(2));
             }
         }
     }
@@ -679,7 +680,8 @@ pub struct Task<T, E = Infallible> {
 
 impl<T, E> Drop for Task<T, E> {
     fn drop(&mut self) {
-        self.inner.callback().header().handle_dropped();
+        let strong = Rc::strong_count(&self.inner);
+        self.inner.callback().header().handle_dropped(strong);
     }
 }
 
@@ -701,7 +703,7 @@ pub struct TaskRef {
 impl Drop for TaskRef {
     fn drop(&mut self) {
         if let Some(h) = self.handle.task_header() {
-            h.handle_dropped();
+            h.handle_dropped(self.handle.counts().0);
         }
     }
 }

@@ -186,7 +186,7 @@ impl WaitTarget for BarrierInner {
 
 impl Drop for Barrier {
     fn drop(&mut self) {
-        self.inner.waiters.handle_dropped();
+        self.inner.waiters.handle_dropped(Rc::strong_count(&self.inner));
     }
 }
 

@@ -176,7 +176,7 @@ impl Condition {
 
 impl Drop for Condition {
     fn drop(&mut self) {
-        self.inner.waiters.handle_dropped();
+        self.inner.waiters.handle_dropped(Rc::strong_count(&self.inner));
     }
 }
 

@@ -104,7 +104,7 @@ impl WaitTarget for EventInner {
 
 impl Drop for Event {
     fn drop(&mut self) {
-        self.inner.waiters.handle_dropped();
+        self.inner.waiters.handle_dropped(Rc::strong_count(&self.inner));
     }
 }
 

@@ -165,7 +165,7 @@ impl WaitTarget for LockInner {
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        self.inner.waiters.handle_dropped();
+        self.inner.waiters.handle_dropped(Rc::strong_count(&self.inner));
     }
 }
 

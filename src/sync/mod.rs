@@ -148,10 +148,12 @@ impl Waiters {
     /// A handle of the primitive is going: its waiters may have lost their
     /// last way to be woken (see `stuck.rs`); the loop checks them at its
     /// next safe point.
-    pub(crate) fn handle_dropped(&self) {
+    ///
+    /// `strong` is the primitive's strong count, the dropped handle included.
+    pub(crate) fn handle_dropped(&self, strong: usize) {
         if self.list.waiters() > 0 {
             if let Some(core) = self.binding.bound() {
-                core.suspect_waiters(&self.list);
+                core.suspect_waiters(&self.list, strong - 1);
             }
         }
     }

@@ -178,7 +178,7 @@ impl Semaphore {
 
 impl Drop for Semaphore {
     fn drop(&mut self) {
-        self.inner.waiters.handle_dropped();
+        self.inner.waiters.handle_dropped(Rc::strong_count(&self.inner));
     }
 }
 
@@ -242,7 +242,7 @@ impl BoundedSemaphore {
 
 impl Drop for BoundedSemaphore {
     fn drop(&mut self) {
-        self.inner.waiters.handle_dropped();
+        self.inner.waiters.handle_dropped(Rc::strong_count(&self.inner));
     }
 }
 

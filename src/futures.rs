@@ -237,8 +237,8 @@ impl<T, E> WaitTarget for FutureInner<T, E> {
         self.complete(Err(TaskError::Cancelled(CancelledError::new(msg))))
             .is_ok()
     }
-    fn wait_list(&self) -> &WaitList {
-        &self.completion
+    fn for_each_list(&self, f: &mut dyn FnMut(&WaitList)) {
+        f(&self.completion)
     }
     fn describe(&self) -> String {
         format!("<Future {}>", self.outcome.state_name())

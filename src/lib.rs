@@ -76,6 +76,7 @@
 //! | `Future`, `Task`, `create_task`, `run_until_complete`, `asyncio.run` | [`Future`], [`Task`], [`create_task`], [`LoopRef::run_until_complete`], [`run()`] |
 //! | `CancelledError` at an `await`; `cancel`, `cancelling`, `uncancel` | `Err(`[`CancelledError`]`)` at aioloop awaitables; same names |
 //! | `sleep`, `wait_for`, `timeout`, `shield`, `gather`, `wait`, `as_completed`, `TaskGroup` | same names |
+//! | `Queue`, `LifoQueue`, `PriorityQueue`, `QueueShutDown`, `task_done`, `join`, `shutdown` | [`queue::Queue`], [`queue::LifoQueue`], [`queue::PriorityQueue`], [`queue::QueueError`], same names |
 //! | `call_soon_threadsafe`, `run_coroutine_threadsafe`, `run_in_executor` | [`LoopHandle`], [`ConcurrentFuture`], [`LoopRef::run_in_executor`] |
 //! | `Lock`, `Event`, `Condition`, `Semaphore`, `BoundedSemaphore`, `Barrier` | [`sync`] |
 //!
@@ -91,6 +92,7 @@ mod errors;
 pub mod event_loop;
 pub mod futures;
 mod outcome;
+pub mod queue;
 pub mod reactor;
 pub mod remote;
 mod stuck;

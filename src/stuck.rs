@@ -177,9 +177,8 @@ impl LoopCore {
             let mut verdicts: HashMap<TargetKey, bool> = HashMap::new();
             for node in nodes.values() {
                 let key = target_key(&node.target);
-                if !verdicts.contains_key(&key) {
-                    let dead = self.target_dead(node, &targets[&key], &nodes);
-                    verdicts.insert(key, dead);
+                if let Entry::Vacant(slot) = verdicts.entry(key) {
+                    slot.insert(self.target_dead(node, &targets[&key], &nodes));
                 }
             }
             let mut drop_ids = Vec::new();
@@ -236,7 +235,7 @@ impl LoopCore {
             FutWaiter::Task(t) => Target::Task(t),
         };
         let regs = match &target {
-            Target::Prim(p) => p.wait_list().registrations(),
+            Target::Prim(p) => p.registrations(),
             Target::Task(t) => self
                 .tasks
                 .try_borrow()
@@ -263,7 +262,7 @@ impl LoopCore {
     fn target_info(&self, target: &Target) -> Option<TargetInfo> {
         match target {
             Target::Prim(p) => Some(TargetInfo {
-                regs: p.wait_list().registrations(),
+                regs: p.registrations(),
                 what: p.describe(),
             }),
             Target::Task(t) => {

@@ -104,19 +104,31 @@ pub(crate) trait WaitTarget {
     fn cancel_target(&self, _msg: Option<String>) -> bool {
         false
     }
-    /// The list holding the parked task's registration.
-    fn wait_list(&self) -> &WaitList;
+    /// Calls `f` with each of its wait lists (a queue has three).
+    fn for_each_list(&self, f: &mut dyn FnMut(&WaitList));
     /// What it is, for reports: asyncio's repr (`<Queue maxsize=0>`).
     fn describe(&self) -> String;
+
+    /// Waiters in all its lists.
+    fn waiters(&self) -> usize {
+        let mut n = 0;
+        self.for_each_list(&mut |l| n += l.waiters());
+        n
+    }
+
+    /// Every registration in all its lists.
+    fn registrations(&self) -> Vec<Registration> {
+        let mut v = Vec::new();
+        self.for_each_list(&mut |l| v.extend(l.registrations()));
+        v
+    }
 }
 
 /// The target of an empty [`FutWaiter`]: a `Weak` to it never upgrades.
 struct NoTarget;
 
 impl WaitTarget for NoTarget {
-    fn wait_list(&self) -> &WaitList {
-        unreachable!("a Weak<NoTarget> never upgrades")
-    }
+    fn for_each_list(&self, _: &mut dyn FnMut(&WaitList)) {}
     fn describe(&self) -> String {
         String::new()
     }
@@ -218,7 +230,7 @@ impl TaskHeader {
         match self.fut_waiter_clone() {
             FutWaiter::Target(w) => w.upgrade().is_some_and(|p| {
                 // Less the reference just made.
-                Rc::strong_count(&p) - 1 <= p.wait_list().waiters()
+                Rc::strong_count(&p) - 1 <= p.waiters()
             }),
             FutWaiter::Task(_) => true,
         }

@@ -165,8 +165,8 @@ impl Barrier {
 }
 
 impl WaitTarget for BarrierInner {
-    fn wait_list(&self) -> &WaitList {
-        self.waiters.list()
+    fn for_each_list(&self, f: &mut dyn FnMut(&WaitList)) {
+        f(self.waiters.list())
     }
     fn describe(&self) -> String {
         let state = self.state.get();
@@ -186,7 +186,9 @@ impl WaitTarget for BarrierInner {
 
 impl Drop for Barrier {
     fn drop(&mut self) {
-        self.inner.waiters.handle_dropped(Rc::strong_count(&self.inner));
+        self.inner
+            .waiters
+            .handle_dropped(Rc::strong_count(&self.inner));
     }
 }
 

@@ -36,8 +36,8 @@ struct ConditionInner {
 }
 
 impl WaitTarget for ConditionInner {
-    fn wait_list(&self) -> &WaitList {
-        self.waiters.list()
+    fn for_each_list(&self, f: &mut dyn FnMut(&WaitList)) {
+        f(self.waiters.list())
     }
     fn describe(&self) -> String {
         let state = if self.lock.locked() {
@@ -176,7 +176,9 @@ impl Condition {
 
 impl Drop for Condition {
     fn drop(&mut self) {
-        self.inner.waiters.handle_dropped(Rc::strong_count(&self.inner));
+        self.inner
+            .waiters
+            .handle_dropped(Rc::strong_count(&self.inner));
     }
 }
 

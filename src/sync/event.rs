@@ -90,8 +90,8 @@ impl Event {
 }
 
 impl WaitTarget for EventInner {
-    fn wait_list(&self) -> &WaitList {
-        self.waiters.list()
+    fn for_each_list(&self, f: &mut dyn FnMut(&WaitList)) {
+        f(self.waiters.list())
     }
     fn describe(&self) -> String {
         let state = if self.value.get() { "set" } else { "unset" };
@@ -104,7 +104,9 @@ impl WaitTarget for EventInner {
 
 impl Drop for Event {
     fn drop(&mut self) {
-        self.inner.waiters.handle_dropped(Rc::strong_count(&self.inner));
+        self.inner
+            .waiters
+            .handle_dropped(Rc::strong_count(&self.inner));
     }
 }
 

@@ -147,8 +147,8 @@ impl Lock {
 }
 
 impl WaitTarget for LockInner {
-    fn wait_list(&self) -> &WaitList {
-        self.waiters.list()
+    fn for_each_list(&self, f: &mut dyn FnMut(&WaitList)) {
+        f(self.waiters.list())
     }
     fn describe(&self) -> String {
         let state = if self.locked.get() {
@@ -165,7 +165,9 @@ impl WaitTarget for LockInner {
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        self.inner.waiters.handle_dropped(Rc::strong_count(&self.inner));
+        self.inner
+            .waiters
+            .handle_dropped(Rc::strong_count(&self.inner));
     }
 }
 

@@ -77,8 +77,8 @@ impl SemInner {
 }
 
 impl WaitTarget for SemInner {
-    fn wait_list(&self) -> &WaitList {
-        self.waiters.list()
+    fn for_each_list(&self, f: &mut dyn FnMut(&WaitList)) {
+        f(self.waiters.list())
     }
     fn describe(&self) -> String {
         let name = match self.bound {
@@ -178,7 +178,9 @@ impl Semaphore {
 
 impl Drop for Semaphore {
     fn drop(&mut self) {
-        self.inner.waiters.handle_dropped(Rc::strong_count(&self.inner));
+        self.inner
+            .waiters
+            .handle_dropped(Rc::strong_count(&self.inner));
     }
 }
 
@@ -242,7 +244,9 @@ impl BoundedSemaphore {
 
 impl Drop for BoundedSemaphore {
     fn drop(&mut self) {
-        self.inner.waiters.handle_dropped(Rc::strong_count(&self.inner));
+        self.inner
+            .waiters
+            .handle_dropped(Rc::strong_count(&self.inner));
     }
 }
 

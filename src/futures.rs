@@ -32,6 +32,7 @@ use std::rc::{Rc, Weak};
 use std::task::{Context, Poll};
 
 use crate::errors::{CancelledError, InvalidStateError, TaskError};
+use crate::event_loop::exceptions::report_unretrieved;
 use crate::event_loop::{LoopCore, LoopRef};
 use crate::outcome::OutcomeCell;
 use crate::tasks::{fire_completion, set_fut_waiter, take_cancel_request, FutWaiter, WaitTarget};
@@ -45,12 +46,17 @@ enum State {
     Cancelled,
 }
 
+/// Names a future's failure (monomorphised where `E: Debug` is known).
+type FailureText<T, E> = fn(&OutcomeCell<T, E>) -> Option<String>;
+
 struct FutureInner<T, E> {
     state: Cell<State>,
     outcome: OutcomeCell<T, E>,
     completion: Completion,
     core: Weak<LoopCore>,
-    retrieved: Cell<bool>,
+    /// Set by `set_exception` until someone looks at the outcome: how to
+    /// name the failure if nobody ever does (asyncio's `__log_traceback`).
+    unretrieved: Cell<Option<FailureText<T, E>>>,
 }
 
 /// asyncio's `Future`: a result (`T`) or exception (`E`) set later.
@@ -70,6 +76,17 @@ struct FutureInner<T, E> {
 /// ```
 pub struct Future<T, E = Infallible> {
     inner: Rc<FutureInner<T, E>>,
+}
+
+impl<T, E> Drop for FutureInner<T, E> {
+    fn drop(&mut self) {
+        // The last handle is gone: an exception nobody looked at is
+        // reported now, as asyncio's `Future.__del__` does.
+        if let Some(text) = self.unretrieved.get().and_then(|f| f(&self.outcome)) {
+            let repr = format!("<Future finished exception={text}>");
+            report_unretrieved(self.core.upgrade(), "Future", repr, text);
+        }
+    }
 }
 
 impl<T, E> Drop for Future<T, E> {
@@ -120,7 +137,7 @@ impl<T: 'static, E: 'static> Future<T, E> {
                 outcome: OutcomeCell::new(),
                 completion: Completion::default(),
                 core: Rc::downgrade(lp.core()),
-                retrieved: Cell::new(false),
+                unretrieved: Cell::new(None),
             }),
         }
     }
@@ -159,8 +176,13 @@ impl<T: 'static, E: 'static> Future<T, E> {
 
     /// Marks the future done with an exception (asyncio's `set_exception`);
     /// `invalid state` if it is already done.
-    pub fn set_exception(&self, e: E) -> Result<(), InvalidStateError> {
-        self.complete(Err(TaskError::Exception(e)))
+    pub fn set_exception(&self, e: E) -> Result<(), InvalidStateError>
+    where
+        E: fmt::Debug,
+    {
+        self.complete(Err(TaskError::Exception(e)))?;
+        self.inner.unretrieved.set(Some(OutcomeCell::failure_text));
+        Ok(())
     }
 
     /// Cancels the future (asyncio's `cancel()`); false if already done.
@@ -207,7 +229,7 @@ impl<T: 'static, E: 'static> Future<T, E> {
     }
 
     fn take_outcome(&self) -> Result<T, TaskError<E>> {
-        self.inner.retrieved.set(true);
+        self.inner.unretrieved.set(None);
         self.inner.outcome.take()
     }
 }
@@ -216,14 +238,14 @@ impl<T: Clone + 'static, E: Clone + 'static> Future<T, E> {
     /// The result (asyncio's `result()`): the value, or the exception or
     /// cancellation as an error; `Result is not set.` while pending.
     pub fn result(&self) -> Result<T, TaskError<E>> {
-        self.inner.retrieved.set(true);
+        self.inner.unretrieved.set(None);
         self.inner.outcome.result()
     }
 
     /// The exception (asyncio's `exception()`): `Ok(None)` after a result,
     /// `Ok(Some(e))` after `set_exception(e)`, `Err` when cancelled or pending.
     pub fn exception(&self) -> Result<Option<E>, TaskError<E>> {
-        self.inner.retrieved.set(true);
+        self.inner.unretrieved.set(None);
         match self.inner.outcome.exception()? {
             None => Ok(None),
             Some(TaskError::Exception(e)) => Ok(Some(e)),

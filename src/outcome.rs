@@ -69,6 +69,23 @@ impl<T, E> OutcomeCell<T, E> {
         self.with(|o| matches!(o, Outcome::Done(Err(TaskError::Cancelled(_)))))
     }
 
+    /// The failure's text, if the outcome is an exception or a panic that
+    /// nobody took (the never-retrieved report).
+    pub(crate) fn failure_text(&self) -> Option<String>
+    where
+        E: std::fmt::Debug,
+    {
+        self.with(|o| match o {
+            Outcome::Done(Err(TaskError::Cancelled(_))) => None,
+            Outcome::Done(Err(TaskError::Panicked(p))) => Some(p.to_string()),
+            Outcome::Done(Err(TaskError::Exception(e))) => Some(format!("{e:?}")),
+            Outcome::Done(Err(TaskError::InvalidState(s))) => {
+                Some(format!("InvalidStateError: {s}"))
+            }
+            _ => None,
+        })
+    }
+
     /// asyncio's state name, for reprs.
     pub(crate) fn state_name(&self) -> &'static str {
         self.with(|o| match o {

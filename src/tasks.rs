@@ -55,10 +55,11 @@ use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context, Poll};
 
 use crate::errors::{CancelledError, Exception, LoopError, PanicError, TaskError, TaskOutput};
+use crate::event_loop::exceptions::report_unretrieved;
 use crate::event_loop::handle::{HandleInner, Invoke};
 use crate::event_loop::{Handle, LoopCore, LoopRef};
 use crate::outcome::OutcomeCell;
@@ -69,7 +70,7 @@ use crate::waiters::{
 };
 
 /// asyncio numbers tasks per process: `Task-1`, `Task-2`, ...
-static TASK_COUNTER: AtomicU64 = AtomicU64::new(1);
+static TASK_COUNTER: AtomicU32 = AtomicU32::new(1);
 
 /// Where a task is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,7 +169,10 @@ struct TaskExtra {
 
 /// The type-independent part of a task.
 pub(crate) struct TaskHeader {
-    number: u64,
+    /// `Task-N` (wraps after 2³² tasks: the name is all it is used for).
+    number: u32,
+    /// Where `create_task` was called.
+    site: &'static Location<'static>,
     core: Weak<LoopCore>,
     pub(crate) waker: WakerSource,
     state: Cell<TaskState>,
@@ -558,6 +562,20 @@ where
             // SAFETY: live and never used again; `&mut self` is exclusive.
             unsafe { ManuallyDrop::drop(self.future.get_mut()) }
         }
+        // The last handle is gone: a failure nobody looked at is reported
+        // now, as asyncio's `Task.__del__` does.
+        let h = &self.header;
+        if h.state.get() == TaskState::Failed && !h.retrieved.get() {
+            if let Some(failure) = self.outcome.failure_text() {
+                let repr = format!(
+                    "<Task finished name='{}' created at {}:{} exception={failure}>",
+                    h.name(),
+                    h.site.file(),
+                    h.site.line()
+                );
+                report_unretrieved(h.core.upgrade(), "Task", repr, failure);
+            }
+        }
     }
 }
 
@@ -743,6 +761,7 @@ impl LoopRef {
                 TaskCell {
                     header: TaskHeader {
                         number: TASK_COUNTER.fetch_add(1, Ordering::Relaxed),
+                        site,
                         core: weak,
                         waker: WakerSource::new(id, remote),
                         state: Cell::new(TaskState::Pending),

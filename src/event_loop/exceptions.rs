@@ -50,6 +50,9 @@ pub struct ExceptionContext {
     /// `context['task']` / `context['future']`): a report about a task that
     /// is being freed cannot hand out the task itself.
     pub task: Option<String>,
+    /// The future (or task) whose failure nobody retrieved, as its repr
+    /// (asyncio's `context['future']`).
+    pub future: Option<String>,
     /// aioloop's explanation, beyond asyncio's message: what the task waited
     /// on, why nothing can wake it, where it was created.
     pub detail: Option<String>,
@@ -63,8 +66,15 @@ impl ExceptionContext {
             exception: None,
             handle: None,
             task: None,
+            future: None,
             detail: None,
         }
+    }
+
+    /// Adds the future concerned, as its repr.
+    pub fn with_future(mut self, repr: impl Into<String>) -> Self {
+        self.future = Some(repr.into());
+        self
     }
 
     /// Adds the task (or future) concerned, as its repr.
@@ -113,6 +123,9 @@ impl fmt::Display for ExceptionContext {
         if let Some(t) = &self.task {
             write!(f, "\ntask: {t}")?;
         }
+        if let Some(t) = &self.future {
+            write!(f, "\nfuture: {t}")?;
+        }
         if let Some(h) = &self.handle {
             write!(f, "\nhandle: {h:?}")?;
         }
@@ -123,6 +136,37 @@ impl fmt::Display for ExceptionContext {
             write!(f, "\n{d}")?;
         }
         Ok(())
+    }
+}
+
+/// An error known only by its text (a failure reported after its value
+/// is gone, or whose type has no `Error` impl).
+#[derive(Debug)]
+pub(crate) struct TextError(pub(crate) String);
+
+impl fmt::Display for TextError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TextError {}
+
+/// Reports a failure nobody retrieved (asyncio's `__del__` of a future or
+/// task: `Task exception was never retrieved`), through the loop's
+/// handler while the loop lives, else the default one.
+pub(crate) fn report_unretrieved(
+    core: Option<std::rc::Rc<super::LoopCore>>,
+    what: &str,
+    repr: String,
+    failure: String,
+) {
+    let context = ExceptionContext::new(format!("{what} exception was never retrieved"))
+        .with_future(repr)
+        .with_exception(Rc::new(TextError(failure)));
+    match core {
+        Some(core) => LoopRef::from_core(core).call_exception_handler(&context),
+        None => default_exception_handler(&context),
     }
 }
 
@@ -152,6 +196,7 @@ pub(crate) fn call_exception_handler(
             exception: Some(Rc::new(panic)),
             handle: context.handle.clone(),
             task: context.task.clone(),
+            future: context.future.clone(),
             detail: None,
         };
         default_exception_handler(&report);

@@ -94,6 +94,49 @@ struct TargetInfo {
     what: String,
 }
 
+impl LoopCore {
+    /// Reports every pending task of a loop being closed (or dropped), as
+    /// asyncio does when it collects them: `tasks` are about to be freed.
+    pub(crate) fn report_pending_at_close(self: &Rc<Self>, tasks: &[Handle]) {
+        for handle in tasks {
+            let Some(h) = handle.task_header() else {
+                continue;
+            };
+            if h.is_done() {
+                continue;
+            }
+            let waiting = if h.scheduled.get() {
+                "it was scheduled to run its next step".to_owned()
+            } else {
+                match h.fut_waiter_clone() {
+                    FutWaiter::Target(w) => match w.upgrade() {
+                        Some(p) => format!("it was waiting on {}", p.describe()),
+                        None => "it was waiting on something outside aioloop".to_owned(),
+                    },
+                    FutWaiter::Task(t) => match self
+                        .tasks
+                        .try_borrow()
+                        .ok()
+                        .and_then(|ts| ts.get(t).map(task_repr))
+                    {
+                        Some(r) => format!("it was waiting on {r}"),
+                        None => "it was waiting on another task".to_owned(),
+                    },
+                }
+            };
+            let context = ExceptionContext::new("Task was destroyed but it is pending!")
+                .with_task(task_repr(handle))
+                .with_detail(format!(
+                    "The loop was closed while '{}' was still pending; {waiting}. \
+                     aioloop frees it now (its future is dropped and its destructors run). \
+                     Await or cancel every task before closing the loop, as aioloop::run does.",
+                    h.name()
+                ));
+            LoopRef::from_core(self.clone()).call_exception_handler(&context);
+        }
+    }
+}
+
 /// Identifies a target across nodes.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum TargetKey {

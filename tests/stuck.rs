@@ -244,3 +244,44 @@ fn a_task_whose_handle_the_user_keeps_is_not_reported() {
     .unwrap()
     .unwrap();
 }
+
+#[test]
+fn closing_a_loop_reports_each_pending_task_and_what_it_waited_on() {
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let seen = reports(&lp);
+    let ev = Event::new();
+    let keep = ev.clone();
+    let freed = Rc::new(Cell::new(false));
+    let f = freed.clone();
+    let t = lp
+        .create_task(async move {
+            let _guard = Dropped(f);
+            ev.wait().await.ok();
+        })
+        .unwrap();
+    t.set_name("listener");
+    let done = lp.create_task(async {}).unwrap();
+    lp.run_until_complete(async { sleep(secs(1)).await })
+        .unwrap()
+        .unwrap();
+    assert!(
+        destroyed(&seen).is_empty(),
+        "`keep` reaches the event: alive"
+    );
+    assert!(done.done());
+    lp.close().unwrap();
+    let got = destroyed(&seen);
+    assert_eq!(got.len(), 1, "only the pending task");
+    assert!(got[0]
+        .task
+        .as_ref()
+        .unwrap()
+        .starts_with("<Task pending name='listener'"));
+    assert!(got[0]
+        .detail
+        .as_ref()
+        .unwrap()
+        .starts_with("The loop was closed while 'listener' was still pending; it was waiting on <Event [unset, waiters:1]>."));
+    assert!(freed.get());
+    drop(keep);
+}

@@ -572,6 +572,7 @@ impl LoopRef {
             self.core.io.borrow_mut().take_all(&mut reactor)
         };
         // Dropped here, with no borrow held: their destructors are user code.
+        self.core.report_pending_at_close(&tasks);
         for t in &tasks {
             t.abandon();
         }

@@ -88,6 +88,7 @@
 #![warn(missing_docs)]
 
 pub mod combinators;
+pub mod debug;
 mod errors;
 pub mod event_loop;
 pub mod futures;

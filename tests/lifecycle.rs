@@ -192,7 +192,13 @@ fn dropping_the_owner_closes_the_loop_and_breaks_reference_cycles() {
 #[test]
 fn loop_debug_looks_like_asyncios_repr() {
     let lp = EventLoop::with_virtual_clock().unwrap();
-    assert_eq!(format!("{lp:?}"), "<EventLoop running=False closed=False>");
+    assert_eq!(
+        format!("{lp:?}"),
+        "<EventLoop running=False closed=False debug=False>"
+    );
     lp.close().unwrap();
-    assert_eq!(format!("{lp:?}"), "<EventLoop running=False closed=True>");
+    assert_eq!(
+        format!("{lp:?}"),
+        "<EventLoop running=False closed=True debug=False>"
+    );
 }

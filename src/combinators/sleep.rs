@@ -20,6 +20,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use crate::debug::NeverAwaited;
 use crate::errors::CancelledError;
 use crate::event_loop::{get_running_loop, TimerHandle};
 use crate::tasks::take_cancel_request;
@@ -39,10 +40,12 @@ use crate::tasks::take_cancel_request;
 /// }).unwrap().unwrap();
 /// assert_eq!(lp.time(), 3600.0, "an hour, on the virtual clock, in no time");
 /// ```
+#[track_caller]
 pub fn sleep(delay: Duration) -> Sleep {
     Sleep {
         delay,
         state: State::Start,
+        created: NeverAwaited::new(),
     }
 }
 
@@ -64,6 +67,7 @@ enum State {
 pub struct Sleep {
     delay: Duration,
     state: State,
+    created: NeverAwaited,
 }
 
 impl Future for Sleep {
@@ -71,6 +75,7 @@ impl Future for Sleep {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
+        this.created.polled();
         if let Some(c) = take_cancel_request() {
             this.finish();
             return Poll::Ready(Err(c));
@@ -133,6 +138,7 @@ impl Sleep {
 
 impl Drop for Sleep {
     fn drop(&mut self) {
+        self.created.check("sleep");
         self.finish();
     }
 }

@@ -104,6 +104,8 @@ pub(crate) struct LoopCore {
     pub(crate) executor: crate::executor::DefaultExecutor,
     /// Tasks to run the stuck-task check on at the next safe point.
     pub(crate) suspects: crate::stuck::Suspects,
+    /// Debug mode and its watchdog.
+    pub(crate) debug: crate::debug::DebugState,
 }
 
 thread_local! {
@@ -201,6 +203,7 @@ impl EventLoop {
             exception_handler: RefCell::new(None),
             executor: Default::default(),
             suspects: Default::default(),
+            debug: Default::default(),
         };
         Ok(EventLoop {
             lp: LoopRef {
@@ -229,6 +232,10 @@ impl Drop for EventLoop {
         // loop dropped from inside its own run cannot close now; it closes
         // when the last reference goes.
         if self.lp.core.state.get() == LoopState::Idle {
+            if self.lp.core.debug.on() {
+                // asyncio's `ResourceWarning: unclosed event loop`.
+                log::warn!(target: "asyncio", "unclosed event loop {:?}", self.lp);
+            }
             let _ = self.lp.close();
         }
     }
@@ -241,13 +248,14 @@ impl fmt::Debug for EventLoop {
 }
 
 impl fmt::Debug for LoopRef {
-    /// asyncio's repr: `<EventLoop running=False closed=False>`.
+    /// asyncio's repr: `<EventLoop running=False closed=False debug=False>`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "<EventLoop running={} closed={}>",
+            "<EventLoop running={} closed={} debug={}>",
             py_bool(self.is_running()),
-            py_bool(self.is_closed())
+            py_bool(self.is_closed()),
+            py_bool(self.get_debug())
         )
     }
 }
@@ -522,6 +530,7 @@ impl LoopRef {
             LoopState::Idle => {}
         }
         let _running = RunningGuard::enter(&self.core)?;
+        let _debug = crate::debug::DebugHere::enter(self.core.debug.on());
         loop {
             self.core.run_once()?;
             if self.core.stopping.get() {
@@ -560,6 +569,7 @@ impl LoopRef {
             LoopState::Idle => {}
         }
         self.core.state.set(LoopState::Closed);
+        self.core.debug.shutdown();
         // asyncio's close(): executor.shutdown(wait=False).
         self.core.executor.on_loop_close();
         // Posts from now on are refused; what was queued is reported below.

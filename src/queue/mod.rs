@@ -74,6 +74,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
+use crate::debug::NeverAwaited;
 use crate::errors::CancelledError;
 use crate::sync::Binding;
 use crate::tasks::take_cancel_request;
@@ -294,11 +295,13 @@ impl<T, S: Storage<T>> Queue<T, S> {
     /// });
     /// assert_eq!(got.unwrap().unwrap(), ("a", "b"));
     /// ```
+    #[track_caller]
     pub fn put(&self, item: T) -> QueuePut<'_, T, S> {
         QueuePut {
             queue: self,
             item: Some(item),
             key: None,
+            created: NeverAwaited::new(),
         }
     }
 
@@ -352,10 +355,12 @@ impl<T, S: Storage<T>> Queue<T, S> {
     /// });
     /// assert_eq!(got.unwrap().unwrap(), 42);
     /// ```
+    #[track_caller]
     pub fn get(&self) -> QueueGet<'_, T, S> {
         QueueGet {
             queue: self,
             key: None,
+            created: NeverAwaited::new(),
         }
     }
 
@@ -441,10 +446,12 @@ impl<T, S: Storage<T>> Queue<T, S> {
     /// .unwrap()
     /// .unwrap();
     /// ```
+    #[track_caller]
     pub fn join(&self) -> QueueJoin<'_, T, S> {
         QueueJoin {
             queue: self,
             key: None,
+            created: NeverAwaited::new(),
         }
     }
 
@@ -657,6 +664,7 @@ fn turn<T, S: Storage<T>>(q: &Queue<T, S>, list: &WaitList, key: &mut Option<Wai
 pub struct QueueGet<'a, T, S: Storage<T> = Fifo<T>> {
     queue: &'a Queue<T, S>,
     key: Option<WaiterKey>,
+    created: NeverAwaited,
 }
 
 impl<T, S: Storage<T>> QueueGet<'_, T, S> {
@@ -677,6 +685,7 @@ impl<T: 'static, S: Storage<T> + 'static> Future for QueueGet<'_, T, S> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
+        this.created.polled();
         if let Some(c) = take_cancel_request() {
             this.leave();
             return Poll::Ready(Err(QueueError::Cancelled(c)));
@@ -703,6 +712,7 @@ impl<T: 'static, S: Storage<T> + 'static> Future for QueueGet<'_, T, S> {
 
 impl<T, S: Storage<T>> Drop for QueueGet<'_, T, S> {
     fn drop(&mut self) {
+        self.created.check("Queue.get");
         self.leave();
     }
 }
@@ -740,6 +750,7 @@ pub struct QueuePut<'a, T, S: Storage<T> = Fifo<T>> {
     /// `None` once the put completed.
     item: Option<T>,
     key: Option<WaiterKey>,
+    created: NeverAwaited,
 }
 
 // The item is moved, never pinned: no `Pin<&mut T>` is ever made.
@@ -768,6 +779,7 @@ impl<T: 'static, S: Storage<T> + 'static> Future for QueuePut<'_, T, S> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
+        this.created.polled();
         if let Some(c) = take_cancel_request() {
             this.leave();
             return this.fail(QueueError::Cancelled(c));
@@ -794,6 +806,7 @@ impl<T: 'static, S: Storage<T> + 'static> Future for QueuePut<'_, T, S> {
 
 impl<T, S: Storage<T>> Drop for QueuePut<'_, T, S> {
     fn drop(&mut self) {
+        self.created.check("Queue.put");
         self.leave();
     }
 }
@@ -825,6 +838,7 @@ impl<T, S: Storage<T>> fmt::Debug for QueuePut<'_, T, S> {
 pub struct QueueJoin<'a, T, S: Storage<T> = Fifo<T>> {
     queue: &'a Queue<T, S>,
     key: Option<WaiterKey>,
+    created: NeverAwaited,
 }
 
 impl<T: 'static, S: Storage<T> + 'static> Future for QueueJoin<'_, T, S> {
@@ -832,6 +846,7 @@ impl<T: 'static, S: Storage<T> + 'static> Future for QueueJoin<'_, T, S> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
+        this.created.polled();
         let q = this.queue;
         let list = &q.inner.joiners;
         if let Some(c) = take_cancel_request() {
@@ -866,6 +881,7 @@ impl<T: 'static, S: Storage<T> + 'static> Future for QueueJoin<'_, T, S> {
 
 impl<T, S: Storage<T>> Drop for QueueJoin<'_, T, S> {
     fn drop(&mut self) {
+        self.created.check("Queue.join");
         if let Some(k) = self.key.take() {
             self.queue.unregister(&self.queue.inner.joiners, k);
         }

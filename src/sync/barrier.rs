@@ -33,6 +33,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use super::{SyncError, Waiters};
+use crate::debug::NeverAwaited;
 use crate::tasks::{set_fut_waiter, take_cancel_request, FutWaiter, WaitTarget};
 use crate::waiters::{WaitKind, WaitList, WaitSite, WaiterKey};
 
@@ -116,11 +117,13 @@ impl Barrier {
     /// Waits until `parties` tasks are waiting, then returns this task's
     /// arrival index (`0..parties`). A cancellation point;
     /// `BrokenBarrierError` if the barrier is broken or reset meanwhile.
+    #[track_caller]
     pub fn wait(&self) -> BarrierWait<'_> {
         BarrierWait {
             barrier: self,
             step: Step::Gate,
             key: None,
+            created: NeverAwaited::new(),
         }
     }
 
@@ -214,6 +217,7 @@ pub struct BarrierWait<'a> {
     barrier: &'a Barrier,
     step: Step,
     key: Option<WaiterKey>,
+    created: NeverAwaited,
 }
 
 impl BarrierWait<'_> {
@@ -238,6 +242,7 @@ impl Future for BarrierWait<'_> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
+        this.created.polled();
         let inner = &this.barrier.inner;
         if let Some(c) = take_cancel_request() {
             return this.finish(Err(c.into()));
@@ -298,6 +303,7 @@ impl Future for BarrierWait<'_> {
 
 impl Drop for BarrierWait<'_> {
     fn drop(&mut self) {
+        self.created.check("Barrier.wait");
         if !matches!(self.step, Step::Done) {
             self.leave_list();
             if let Step::Inside(_) = self.step {

@@ -26,6 +26,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use super::{Lock, LockAcquire, LockGuard, SyncError, Waiters};
+use crate::debug::NeverAwaited;
 use crate::errors::CancelledError;
 use crate::tasks::{set_fut_waiter, take_cancel_request, FutWaiter, WaitTarget};
 use crate::waiters::{WaitKind, WaitList, WaitSite, WaiterKey};
@@ -137,11 +138,13 @@ impl Condition {
     /// cancellation the lock is still taken again before the error returns.
     /// `cannot wait on un-acquired lock` if `guard` does not hold this
     /// condition's lock.
+    #[track_caller]
     pub fn wait<'a, 'g>(&'a self, guard: &'a mut LockGuard<'g>) -> ConditionWait<'a, 'g> {
         ConditionWait {
             cond: self,
             guard,
             state: WaitState::Start,
+            created: NeverAwaited::new(),
         }
     }
 
@@ -208,6 +211,7 @@ pub struct ConditionWait<'a, 'g> {
     cond: &'a Condition,
     guard: &'a mut LockGuard<'g>,
     state: WaitState<'a>,
+    created: NeverAwaited,
 }
 
 impl ConditionWait<'_, '_> {
@@ -226,6 +230,7 @@ impl Future for ConditionWait<'_, '_> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
+        this.created.polled();
         loop {
             match &mut this.state {
                 WaitState::Start => {
@@ -294,6 +299,7 @@ impl Future for ConditionWait<'_, '_> {
 
 impl Drop for ConditionWait<'_, '_> {
     fn drop(&mut self) {
+        self.created.check("Condition.wait");
         // Dropped while waiting: the lock stays released (a dropped future
         // cannot wait to take it back), so the guard no longer holds it.
         if let WaitState::Waiting(key) = self.state {

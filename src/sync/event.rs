@@ -18,6 +18,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use super::Waiters;
+use crate::debug::NeverAwaited;
 use crate::errors::CancelledError;
 use crate::tasks::{set_fut_waiter, take_cancel_request, FutWaiter, WaitTarget};
 use crate::waiters::{WaitKind, WaitList, WaitSite, WaiterKey};
@@ -81,10 +82,12 @@ impl Event {
 
     /// Waits until the flag is set (asyncio's `wait()`, which returns
     /// `True`); a cancellation point.
+    #[track_caller]
     pub fn wait(&self) -> EventWait<'_> {
         EventWait {
             event: self,
             key: None,
+            created: NeverAwaited::new(),
         }
     }
 }
@@ -122,6 +125,7 @@ impl fmt::Debug for Event {
 pub struct EventWait<'a> {
     event: &'a Event,
     key: Option<WaiterKey>,
+    created: NeverAwaited,
 }
 
 impl Future for EventWait<'_> {
@@ -129,6 +133,7 @@ impl Future for EventWait<'_> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
+        this.created.polled();
         let inner = &this.event.inner;
         if let Some(c) = take_cancel_request() {
             if let Some(k) = this.key.take() {
@@ -152,6 +157,7 @@ impl Future for EventWait<'_> {
 
 impl Drop for EventWait<'_> {
     fn drop(&mut self) {
+        self.created.check("Event.wait");
         if let Some(k) = self.key.take() {
             self.event.inner.waiters.unregister(k);
         }

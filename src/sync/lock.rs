@@ -27,6 +27,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use super::{SyncError, Waiters};
+use crate::debug::NeverAwaited;
 use crate::errors::CancelledError;
 use crate::tasks::{set_fut_waiter, take_cancel_request, FutWaiter, WaitTarget};
 use crate::waiters::{WaitKind, WaitList, WaitSite, WaiterKey};
@@ -96,10 +97,12 @@ impl Lock {
 
     /// Waits for the lock and takes it (asyncio's `acquire()`); a
     /// cancellation point. The guard releases it when dropped.
+    #[track_caller]
     pub fn acquire(&self) -> LockAcquire<'_> {
         LockAcquire {
             lock: self,
             key: None,
+            created: NeverAwaited::new(),
         }
     }
 
@@ -226,6 +229,7 @@ impl fmt::Debug for LockGuard<'_> {
 pub struct LockAcquire<'a> {
     lock: &'a Lock,
     key: Option<WaiterKey>,
+    created: NeverAwaited,
 }
 
 impl<'a> LockAcquire<'a> {
@@ -246,6 +250,7 @@ impl<'a> Future for LockAcquire<'a> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
+        this.created.polled();
         if let Some(c) = take_cancel_request() {
             this.leave();
             return Poll::Ready(Err(c));
@@ -279,6 +284,7 @@ impl<'a> Future for LockAcquire<'a> {
 
 impl Drop for LockAcquire<'_> {
     fn drop(&mut self) {
+        self.created.check("Lock.acquire");
         self.leave();
     }
 }

@@ -24,6 +24,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use super::{SyncError, Waiters};
+use crate::debug::NeverAwaited;
 use crate::errors::CancelledError;
 use crate::tasks::{set_fut_waiter, take_cancel_request, FutWaiter, WaitTarget};
 use crate::waiters::{WaitKind, WaitList, WaitSite, WaiterKey};
@@ -161,11 +162,13 @@ impl Semaphore {
 
     /// Waits for a permit and takes it (asyncio's `acquire()`); a
     /// cancellation point. The guard gives the permit back when dropped.
+    #[track_caller]
     pub fn acquire(&self) -> SemaphoreAcquire<'_> {
         SemaphoreAcquire {
             inner: &self.inner,
             handle: self as *const Semaphore as usize,
             key: None,
+            created: NeverAwaited::new(),
         }
     }
 
@@ -227,11 +230,13 @@ impl BoundedSemaphore {
     }
 
     /// Waits for a permit and takes it; a cancellation point.
+    #[track_caller]
     pub fn acquire(&self) -> SemaphoreAcquire<'_> {
         SemaphoreAcquire {
             inner: &self.inner,
             handle: self as *const BoundedSemaphore as usize,
             key: None,
+            created: NeverAwaited::new(),
         }
     }
 
@@ -293,6 +298,7 @@ pub struct SemaphoreAcquire<'a> {
     /// Address of the semaphore handle borrowed.
     handle: usize,
     key: Option<WaiterKey>,
+    created: NeverAwaited,
 }
 
 impl SemaphoreAcquire<'_> {
@@ -314,6 +320,7 @@ impl<'a> Future for SemaphoreAcquire<'a> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
+        this.created.polled();
         let inner = this.inner;
         if let Some(c) = take_cancel_request() {
             this.leave();
@@ -350,6 +357,7 @@ impl<'a> Future for SemaphoreAcquire<'a> {
 
 impl Drop for SemaphoreAcquire<'_> {
     fn drop(&mut self) {
+        self.created.check("Semaphore.acquire");
         self.leave();
     }
 }

@@ -89,6 +89,7 @@
 
 pub mod combinators;
 pub mod debug;
+pub mod dump;
 mod errors;
 pub mod event_loop;
 pub mod futures;

@@ -182,6 +182,15 @@ impl LoopCore {
         self.suspects.running.set(false);
     }
 
+    /// The tasks among `ids` (and those they lead to) that nothing can ever
+    /// wake, without reporting or freeing them (the task dump).
+    pub(crate) fn stuck_among(&self, ids: &[TaskId]) -> Vec<TaskId> {
+        self.find_dead(ids)
+            .into_iter()
+            .filter_map(|(n, _)| n.handle.task_header().map(TaskHeader::id))
+            .collect()
+    }
+
     /// The greatest dead set reachable from `ids`, with the explanation for
     /// each.
     fn find_dead(&self, ids: &[TaskId]) -> Vec<(Node, String)> {

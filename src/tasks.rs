@@ -165,6 +165,9 @@ impl FutWaiter {
 struct TaskExtra {
     name: Option<String>,
     cancel_msg: Option<String>,
+    /// Steps run and time spent in them, counted in debug mode.
+    steps: u32,
+    running_ns: u64,
 }
 
 /// The type-independent part of a task.
@@ -306,6 +309,29 @@ impl TaskHeader {
             core.schedule_task(self.id());
         }
         true
+    }
+
+    /// Counts one step of `ns` nanoseconds (debug mode).
+    pub(crate) fn record_step(&self, ns: u64) {
+        self.extra_mut(|x| {
+            x.steps = x.steps.saturating_add(1);
+            x.running_ns = x.running_ns.saturating_add(ns);
+        });
+    }
+
+    /// Steps and running time counted so far (zero outside debug mode).
+    pub(crate) fn step_stats(&self) -> (u32, u64) {
+        self.with_extra(|x| x.map_or((0, 0), |x| (x.steps, x.running_ns)))
+    }
+
+    /// `Task-N`'s number.
+    pub(crate) fn number(&self) -> u32 {
+        self.number
+    }
+
+    /// Where the task was created.
+    pub(crate) fn site(&self) -> &'static Location<'static> {
+        self.site
     }
 
     fn extra_mut(&self, f: impl FnOnce(&mut TaskExtra)) {

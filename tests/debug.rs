@@ -99,3 +99,55 @@ fn a_loop_dropped_unclosed_in_debug_mode_says_so() {
     drop(lp);
     assert!(logs("asyncio").is_empty());
 }
+
+#[test]
+fn the_task_dump_names_each_task_its_state_and_what_it_waits_on() {
+    use aioloop::dump::DumpState;
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let dump = lp
+        .run_until_complete(async {
+            let q = Queue::<u8>::new(0);
+            let q2 = q.clone();
+            let getter = aioloop::create_task(async move { q2.get().await }).unwrap();
+            getter.set_name("getter");
+            let napper = aioloop::create_task(sleep(secs(60))).unwrap();
+            napper.set_name("napper");
+            sleep(secs(1)).await.unwrap();
+            let fresh = aioloop::create_task(async {}).unwrap();
+            fresh.set_name("fresh");
+            let me = aioloop::current_task().unwrap();
+            me.set_name("main");
+            let dump = aioloop::get_running_loop().unwrap().dump_tasks();
+            drop(q);
+            Ok::<_, std::convert::Infallible>(dump)
+        })
+        .unwrap()
+        .unwrap();
+    let by_name = |n: &str| dump.tasks.iter().find(|t| t.name == n).unwrap().clone();
+    assert_eq!(by_name("main").state, DumpState::Running);
+    assert_eq!(by_name("fresh").state, DumpState::Scheduled);
+    let getter = by_name("getter");
+    assert_eq!(getter.state, DumpState::Waiting);
+    assert_eq!(
+        getter.waiting_on.as_deref(),
+        Some("Queue.get of <Queue maxsize=0 qsize=0>")
+    );
+    assert!(!getter.stuck, "the main task still holds the queue");
+    assert_eq!(getter.created_at.file(), "tests/debug.rs");
+    let napper = by_name("napper");
+    assert_eq!(napper.state, DumpState::Waiting);
+    assert_eq!(
+        napper.waiting_on, None,
+        "a timer, outside aioloop's wait lists"
+    );
+    let text = dump.to_string();
+    assert!(text.starts_with("4 live task(s)\n"), "{text}");
+    assert!(
+        text.contains("'getter' waiting created at tests/debug.rs:"),
+        "{text}"
+    );
+    assert!(
+        text.contains(", waiting on Queue.get of <Queue maxsize=0 qsize=0>"),
+        "{text}"
+    );
+}

@@ -111,7 +111,7 @@ impl LoopCore {
                 match h.fut_waiter_clone() {
                     FutWaiter::Target(w) => match w.upgrade() {
                         Some(p) => format!("it was waiting on {}", p.describe()),
-                        None => "it was waiting on something outside aioloop".to_owned(),
+                        None => "it was waiting on something outside aioloop's wait lists (a timer, I/O, a foreign future)".to_owned(),
                     },
                     FutWaiter::Task(t) => match self
                         .tasks
@@ -260,7 +260,7 @@ impl LoopCore {
                 let node = &nodes[id];
                 let info = &targets[&target_key(&node.target)];
                 let strong = self.target_strong(&node.target, &nodes);
-                explain(*id, node, info, strong, &names)
+                explain(*id, node, info, strong, &nodes, &names)
             })
             .collect();
         ids.into_iter()
@@ -438,40 +438,46 @@ fn explain(
     node: &Node,
     info: &TargetInfo,
     strong: usize,
+    nodes: &HashMap<TaskId, Node>,
     names: &HashMap<TaskId, String>,
 ) -> String {
     let me = &names[&id];
-    let others: Vec<&str> = names
+    let kind = node.reg.site.kind.name();
+    let thing = kind.split('.').next().unwrap_or(kind);
+    // Which stuck tasks hold the handles, inside their own futures.
+    let mut holders: Vec<String> = info
+        .regs
         .iter()
-        .filter(|(t, _)| **t != id)
-        .map(|(_, n)| n.as_str())
+        .filter_map(|r| {
+            let t = r.task?;
+            let n = nodes.get(&t)?;
+            let (start, len) = n.span;
+            (r.site.handle >= start && r.site.handle < start + len).then_some(t)
+        })
+        .map(|t| {
+            if t == id {
+                "this task's own future".to_owned()
+            } else {
+                format!("the future of '{}' (stuck too)", names[&t])
+            }
+        })
         .collect();
-    let holders = if others.is_empty() {
-        "inside this task's own future".to_owned()
+    holders.dedup();
+    let handles = if strong == 1 {
+        "1 strong handle".to_owned()
     } else {
-        format!(
-            "inside the futures of this task and of {}, which are stuck too",
-            others.join(", ")
-        )
+        format!("{strong} strong handles")
     };
-    let n = strong;
     format!(
-        "'{me}' waits on {} of {}, and nothing can wake it: it is not scheduled, \
-         no Waker of it is alive, and the one waiter entry holding it is in that \
-         list; the {} has {n} strong handle{} and no Weak, all {holders}, so no \
-         code outside them can ever reach it. aioloop frees the task now \
-         (its future is dropped and its destructors run). Keep a handle where \
-         the producer can reach it, or end the task (return, or cancel it) \
-         when its input ends.",
-        node.reg.site.kind.name(),
-        info.what,
-        node.reg
-            .site
-            .kind
-            .name()
-            .split('.')
-            .next()
-            .unwrap_or("primitive"),
-        if n == 1 { "" } else { "s" },
+        "'{me}' waits on {kind} of {what}, and nothing can ever wake it:\n\
+         - it is not scheduled, and no Waker of it is alive anywhere;\n\
+         - the only thing holding it is its entry in that {thing}'s waiter list;\n\
+         - that {thing} has {handles} and no Weak, inside {where_}: no other \
+         code can reach the {thing} to wake the waiter.\n\
+         aioloop frees the task now: its future is dropped and its destructors run. \
+         To fix it, keep a handle where the code that should wake the task can \
+         reach it, or end the task (return, or cancel it) when its input ends.",
+        what = info.what,
+        where_ = holders.join(" and "),
     )
 }

@@ -77,7 +77,9 @@ fn a_task_waiting_on_a_future_whose_last_outside_handle_is_dropped_is_reported_a
         );
         assert!(detail.contains("no Waker of it is alive"), "{detail}");
         assert!(
-            detail.contains("1 strong handle and no Weak, all inside this task's own future"),
+            detail.contains(
+                "that Future has 1 strong handle and no Weak, inside this task's own future"
+            ),
             "{detail}"
         );
     })

@@ -36,7 +36,8 @@ pub fn handled() {
             log::info!(target: "unretrieved_exception", "exception consumed: {e}");
         }
     })
-    .expect("ran");
+    .expect("ran")
+    .expect("the handler task finished");
     lp.close().expect("closed");
 }
 

@@ -151,3 +151,90 @@ fn the_task_dump_names_each_task_its_state_and_what_it_waits_on() {
         "{text}"
     );
 }
+
+#[test]
+fn a_slow_task_step_is_reported_with_the_task_and_where_it_was_created() {
+    // Real time: an 80 ms step against a 20 ms threshold.
+    capture_logs();
+    let lp = EventLoop::new().unwrap();
+    lp.set_debug(true);
+    lp.set_slow_callback_duration(Duration::from_millis(20));
+    let line = line!() + 2;
+    let out = lp.run_until_complete(async {
+        let t = aioloop::create_task(async {
+            std::thread::sleep(Duration::from_millis(80));
+        })
+        .unwrap();
+        t.set_name("sleepy");
+        t.await.unwrap();
+        let dump = aioloop::get_running_loop().unwrap().dump_tasks();
+        let me = dump
+            .tasks
+            .iter()
+            .find(|t| t.state == aioloop::dump::DumpState::Running)
+            .unwrap();
+        Ok::<_, std::convert::Infallible>(me.steps)
+    });
+    let main_steps = out.unwrap().unwrap().expect("counted in debug mode");
+    assert!(
+        main_steps.0 >= 1,
+        "the main task's earlier steps were counted"
+    );
+    lp.close().unwrap();
+    let warned: Vec<String> = logs("asyncio")
+        .into_iter()
+        .filter(|(l, _)| *l == log::Level::Warn)
+        .map(|(_, t)| t)
+        .collect();
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(
+        warned[0].starts_with(&format!(
+            "Executing <Task finished name='sleepy' created at tests/debug.rs:{line}> took 0."
+        )),
+        "{warned:?}"
+    );
+}
+
+#[test]
+fn polls_are_timed_in_debug_mode() {
+    capture_logs();
+    let lp = EventLoop::new().unwrap();
+    lp.set_debug(true);
+    let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    lp.add_reader(a.as_raw_fd(), || {}).unwrap();
+    // Nothing to read: the first poll waits for the 20 ms timer and times out.
+    let r = lp.loop_ref();
+    lp.call_later(Duration::from_millis(20), move || r.stop())
+        .unwrap();
+    lp.run_forever().unwrap();
+    // Then data arrives: a poll that returns with one event.
+    b.write_all(b"x").unwrap();
+    let r = lp.loop_ref();
+    lp.call_later(Duration::from_secs(30), move || r.stop())
+        .unwrap();
+    let r = lp.loop_ref();
+    assert!(lp.remove_reader(a.as_raw_fd()));
+    lp.add_reader(a.as_raw_fd(), move || r.stop()).unwrap();
+    lp.run_forever().unwrap();
+    assert!(lp.remove_reader(a.as_raw_fd()));
+    lp.close().unwrap();
+    let polls: Vec<String> = logs("asyncio")
+        .into_iter()
+        .filter(|(l, t)| *l == log::Level::Debug && t.starts_with("poll "))
+        .map(|(_, t)| t)
+        .collect();
+    assert!(
+        polls
+            .iter()
+            .any(|t| t.contains(" ms took ") && t.ends_with(" ms: timeout")),
+        "{polls:?}"
+    );
+    assert!(
+        polls
+            .iter()
+            .any(|t| t.contains(" ms took ") && t.ends_with(" ms: 1 events")),
+        "{polls:?}"
+    );
+}

@@ -10,11 +10,14 @@ mod chain_coroutines;
 #[path = "../examples/destroyed_pending.rs"]
 #[allow(dead_code)]
 mod destroyed_pending;
+#[path = "../examples/slow_callback.rs"]
+#[allow(dead_code)]
+mod slow_callback;
 #[path = "../examples/unretrieved_exception.rs"]
 #[allow(dead_code)]
 mod unretrieved_exception;
 
-use util::{capture_logs, logs};
+use util::{capture_logs, logs, logs_any_thread};
 
 fn texts(target: &str) -> Vec<String> {
     logs(target).into_iter().map(|(_, t)| t).collect()
@@ -119,4 +122,58 @@ fn unretrieved_exception_is_reported_and_both_fixes_silence_it() {
             "run_until_complete returned Err(Exception(\"not consumed\"))"
         ]
     );
+}
+
+#[test]
+fn slow_callback_is_caught_while_it_blocks_and_after_and_the_executor_fix_is_silent() {
+    // Real time: the callback blocks 300 ms against a 50 ms threshold, and
+    // the watchdog samples every 12.5 ms — a wide margin either way.
+    capture_logs();
+    slow_callback::blocking();
+    let warnings: Vec<String> = logs("asyncio")
+        .into_iter()
+        .filter(|(l, _)| *l == log::Level::Warn)
+        .map(|(_, t)| t)
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let w = &warnings[0];
+    assert!(
+        w.starts_with("Executing <Handle examples::slow_callback::blocking::{{closure}} at tests/../examples/slow_callback.rs:"),
+        "{w}"
+    );
+    let secs: f64 = w
+        .rsplit_once(" took ")
+        .and_then(|(_, t)| t.strip_suffix(" seconds"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((0.25..5.0).contains(&secs), "{w}");
+    let site_line = w
+        .split("slow_callback.rs:")
+        .nth(1)
+        .unwrap()
+        .split('>')
+        .next()
+        .unwrap()
+        .to_owned();
+    let blocking = logs_any_thread("asyncio", "Blocking: the callback scheduled at");
+    assert_eq!(blocking.len(), 1, "reported once: {blocking:?}");
+    assert!(
+        blocking[0].1.starts_with(&format!(
+            "Blocking: the callback scheduled at tests/../examples/slow_callback.rs:{site_line} has been running for 0."
+        )),
+        "{blocking:?}"
+    );
+    assert!(blocking[0]
+        .1
+        .ends_with("seconds and still runs; nothing else on the loop can run until it returns"));
+
+    capture_logs();
+    slow_callback::offloaded();
+    assert!(
+        logs("asyncio").iter().all(|(l, _)| *l != log::Level::Warn),
+        "{:?}",
+        logs("asyncio")
+    );
+    assert_eq!(texts("slow_callback"), ["executor: done"]);
 }

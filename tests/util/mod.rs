@@ -83,6 +83,19 @@ pub fn logs(target: &str) -> Vec<(log::Level, String)> {
         .collect()
 }
 
+/// What any thread (a watchdog, a worker) logged on `target` and whose
+/// text contains `needle`, as (level, text).
+#[allow(dead_code)] // not every test binary reads other threads' logs
+pub fn logs_any_thread(target: &str, needle: &str) -> Vec<(log::Level, String)> {
+    RECORDS
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.2 == target && r.3.contains(needle))
+        .map(|r| (r.1, r.3.clone()))
+        .collect()
+}
+
 /// A coroutine's error for the combinator tests: a failure, or a
 /// cancellation on its way out (which `as_cancelled` reports, so that `?`
 /// on it ends the task cancelled).

@@ -47,6 +47,17 @@ fn aioloop_chain(lp: &EventLoop, n: u64) {
     lp.run_forever().unwrap();
 }
 
+/// The chain with debug mode's hooks compiled out: the baseline for what
+/// they cost when debug mode is off.
+fn aioloop_chain_no_hooks(lp: &EventLoop, n: u64) {
+    let c = Rc::new(Chain {
+        lp: lp.loop_ref(),
+        left: Cell::new(n),
+    });
+    lp.call_soon(move || step(c)).unwrap();
+    lp.run_forever_without_debug_hooks().unwrap();
+}
+
 fn aioloop_batch(lp: &EventLoop, n: u64) {
     let count = Rc::new(Cell::new(0u64));
     for _ in 0..n {
@@ -134,7 +145,14 @@ fn configure<'a>(
 fn chain(c: &mut Criterion) {
     let mut g = configure(c, "chain");
     let lp = EventLoop::new().unwrap();
+    lp.set_debug(false);
     g.bench_function("aioloop", |b| b.iter(|| aioloop_chain(&lp, N)));
+    g.bench_function("aioloop_no_debug_hooks", |b| {
+        b.iter(|| aioloop_chain_no_hooks(&lp, N))
+    });
+    lp.set_debug(true);
+    g.bench_function("aioloop_debug_on", |b| b.iter(|| aioloop_chain(&lp, N)));
+    lp.set_debug(false);
     let (a, _b) = UnixStream::pair().unwrap();
     lp.add_reader(a.as_raw_fd(), || {}).unwrap();
     g.bench_function("aioloop_one_socket", |b| b.iter(|| aioloop_chain(&lp, N)));

@@ -100,17 +100,28 @@ fn reschedule_1m(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4));
     let lp = EventLoop::new().unwrap();
+    lp.set_debug(false);
+    let steps = || async {
+        for _ in 0..STEPS {
+            sleep(Duration::ZERO).await.unwrap();
+        }
+    };
     g.bench_function("aioloop_sleep0", |b| {
+        b.iter(|| lp.run_until_complete(steps()).unwrap().unwrap())
+    });
+    // Debug mode's hooks compiled out: the baseline for their cost when off.
+    g.bench_function("aioloop_sleep0_no_debug_hooks", |b| {
         b.iter(|| {
-            lp.run_until_complete(async {
-                for _ in 0..STEPS {
-                    sleep(Duration::ZERO).await.unwrap();
-                }
-            })
-            .unwrap()
-            .unwrap()
+            lp.run_until_complete_without_debug_hooks(steps())
+                .unwrap()
+                .unwrap()
         })
     });
+    lp.set_debug(true);
+    g.bench_function("aioloop_sleep0_debug_on", |b| {
+        b.iter(|| lp.run_until_complete(steps()).unwrap().unwrap())
+    });
+    lp.set_debug(false);
     let rt = tokio_rt();
     g.bench_function("tokio_yield_now", |b| {
         b.iter(|| {

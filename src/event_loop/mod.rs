@@ -380,13 +380,48 @@ impl LoopRef {
         F: std::future::Future + 'static,
         F::Output: TaskOutput,
     {
+        self.run_until_complete_with::<true, F>(fut)
+    }
+
+    /// `run_until_complete` with debug mode's hooks compiled out (see
+    /// [`run_forever_without_debug_hooks`](Self::run_forever_without_debug_hooks)).
+    #[doc(hidden)]
+    #[track_caller]
+    #[allow(clippy::type_complexity)]
+    pub fn run_until_complete_without_debug_hooks<F>(
+        &self,
+        fut: F,
+    ) -> Result<
+        Result<<F::Output as TaskOutput>::Ok, TaskError<<F::Output as TaskOutput>::Err>>,
+        LoopError,
+    >
+    where
+        F: std::future::Future + 'static,
+        F::Output: TaskOutput,
+    {
+        self.run_until_complete_with::<false, F>(fut)
+    }
+
+    #[track_caller]
+    #[allow(clippy::type_complexity)]
+    fn run_until_complete_with<const HOOKS: bool, F>(
+        &self,
+        fut: F,
+    ) -> Result<
+        Result<<F::Output as TaskOutput>::Ok, TaskError<<F::Output as TaskOutput>::Err>>,
+        LoopError,
+    >
+    where
+        F: std::future::Future + 'static,
+        F::Output: TaskOutput,
+    {
         if self.is_running() {
             return Err(LoopError::AlreadyRunning);
         }
         let task = self.create_task(fut)?;
         let lp = self.clone();
         task.add_done_callback(move |_| lp.stop());
-        let ran = self.run_forever();
+        let ran = self.run_forever_with::<HOOKS>();
         if !task.done() {
             // Stopped early (or the run failed): the task is left to a later
             // run, as asyncio does.
@@ -524,6 +559,18 @@ impl LoopRef {
     /// `Cannot run the event loop while another loop is running`, or the OS
     /// error of a failed poll.
     pub fn run_forever(&self) -> Result<(), LoopError> {
+        self.run_forever_with::<true>()
+    }
+
+    /// `run_forever` with debug mode's hooks compiled out: the benchmarks'
+    /// baseline for what those hooks cost when debug mode is off. Not for
+    /// applications (debug mode does nothing in it).
+    #[doc(hidden)]
+    pub fn run_forever_without_debug_hooks(&self) -> Result<(), LoopError> {
+        self.run_forever_with::<false>()
+    }
+
+    fn run_forever_with<const HOOKS: bool>(&self) -> Result<(), LoopError> {
         match self.core.state.get() {
             LoopState::Closed => return Err(LoopError::Closed),
             LoopState::Running => return Err(LoopError::AlreadyRunning),
@@ -532,7 +579,7 @@ impl LoopRef {
         let _running = RunningGuard::enter(&self.core)?;
         let _debug = crate::debug::DebugHere::enter(self.core.debug.on());
         loop {
-            self.core.run_once()?;
+            self.core.run_once::<HOOKS>()?;
             if self.core.stopping.get() {
                 return Ok(());
             }

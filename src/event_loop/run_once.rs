@@ -51,13 +51,16 @@ pub(crate) enum PollTimeout {
 
 impl LoopCore {
     /// Runs one iteration: phases 1 to 6.
-    pub(crate) fn run_once(self: &Rc<Self>) -> Result<(), LoopError> {
+    ///
+    /// `HOOKS` is false only in the benchmarks' baseline, which measures
+    /// what debug mode's hooks cost when it is off: it compiles them out.
+    pub(crate) fn run_once<const HOOKS: bool>(self: &Rc<Self>) -> Result<(), LoopError> {
         let timeout = self.compute_poll_timeout();
-        self.poll_io(timeout)?;
+        self.poll_io::<HOOKS>(timeout)?;
         self.dispatch_io_events();
         self.drain_injected();
         self.collect_due_timers();
-        self.run_ready();
+        self.run_ready::<HOOKS>();
         self.queue_level_rechecks();
         Ok(())
     }
@@ -79,7 +82,7 @@ impl LoopCore {
     }
 
     /// Phase 2: wait for I/O readiness, or for the next timer.
-    fn poll_io(&self, timeout: PollTimeout) -> Result<(), LoopError> {
+    fn poll_io<const HOOKS: bool>(&self, timeout: PollTimeout) -> Result<(), LoopError> {
         let mut reactor = self.reactor.borrow_mut();
         let has_sources = reactor.sources() > 0;
         match timeout {
@@ -110,22 +113,25 @@ impl LoopCore {
                         self.clock.advance_to(at);
                     }
                 } else {
-                    self.blocking_poll(&mut reactor, Some(Duration::from_nanos(at - now)))?;
+                    self.blocking_poll::<HOOKS>(
+                        &mut reactor,
+                        Some(Duration::from_nanos(at - now)),
+                    )?;
                 }
             }
-            PollTimeout::Forever => self.blocking_poll(&mut reactor, None)?,
+            PollTimeout::Forever => self.blocking_poll::<HOOKS>(&mut reactor, None)?,
         }
         Ok(())
     }
 
     /// A poll that may wait; timed and logged in debug mode, as asyncio
     /// 3.4–3.7 did (`poll 12.000 ms took 12.345 ms: 3 events`).
-    fn blocking_poll(
+    fn blocking_poll<const HOOKS: bool>(
         &self,
         reactor: &mut crate::reactor::Reactor,
         timeout: Option<Duration>,
     ) -> Result<(), LoopError> {
-        if !self.debug.on() {
+        if !HOOKS || !self.debug.on() {
             reactor.poll(timeout)?;
             return Ok(());
         }
@@ -200,7 +206,7 @@ impl LoopCore {
     }
 
     /// Phase 5: run the callbacks that are ready now, and only those.
-    fn run_ready(self: &Rc<Self>) {
+    fn run_ready<const HOOKS: bool>(self: &Rc<Self>) {
         let ntodo = self.ready.len();
         for _ in 0..ntodo {
             let Some(handle) = self.ready.pop() else {
@@ -209,7 +215,7 @@ impl LoopCore {
             if handle.cancelled() {
                 continue;
             }
-            self.run_handle(&handle);
+            self.run_handle::<HOOKS>(&handle);
             drop(handle);
             // A task that parked, or handles dropped meanwhile, may have
             // left tasks that nothing can wake (see `stuck.rs`).
@@ -222,8 +228,8 @@ impl LoopCore {
     /// The one place where user callbacks are entered. A panic is caught
     /// here and handed to the exception handler; the loop goes on.
     #[inline]
-    fn run_handle(self: &Rc<Self>, handle: &Handle) {
-        if self.debug.on() {
+    fn run_handle<const HOOKS: bool>(self: &Rc<Self>, handle: &Handle) {
+        if HOOKS && self.debug.on() {
             return self.run_handle_debug(handle);
         }
         if let Err(payload) = catch_unwind(AssertUnwindSafe(|| handle.invoke())) {

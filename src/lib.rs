@@ -35,7 +35,8 @@
 //! | task slab, wakers | `task_slab` | task ids, aioloop's waker vtable | — |
 //! | futures, tasks | [`Future`], [`Task`], `outcome`, `waiters` | steps, cancellation, waiters | `Future`, `Task` |
 //! | combinators | `combinators` | sleep, wait_for, timeout, shield, gather, wait, TaskGroup | `tasks.py`, `timeouts.py`, `taskgroups.py` |
-//! | sync primitives | [`sync`] | locks, events, conditions, semaphores, barriers on `waiters::WaitList` | `locks.py` |
+//! | sync primitives, queues | [`sync`], [`queue`] | locks, events, conditions, semaphores, barriers, queues on `waiters::WaitList` | `locks.py`, `queues.py` |
+//! | diagnostics | [`debug`], `stuck`, [`dump`] | debug mode, the watchdog, the stuck-task proof, the task dump | `base_events.py`'s debug paths, `Task.__del__` |
 //!
 //! The lower layers never reach up: the reactor knows nothing of callbacks,
 //! the wheel nothing of clocks (`tests/layering.rs` keeps it so).
@@ -79,9 +80,9 @@
 //! | `Queue`, `LifoQueue`, `PriorityQueue`, `QueueShutDown`, `task_done`, `join`, `shutdown` | [`queue::Queue`], [`queue::LifoQueue`], [`queue::PriorityQueue`], [`queue::QueueError`], same names |
 //! | `call_soon_threadsafe`, `run_coroutine_threadsafe`, `run_in_executor` | [`LoopHandle`], [`ConcurrentFuture`], [`LoopRef::run_in_executor`] |
 //! | `Lock`, `Event`, `Condition`, `Semaphore`, `BoundedSemaphore`, `Barrier` | [`sync`] |
+//! | `set_debug`, slow callbacks, `Task was destroyed but it is pending!` … | [`LoopRef::set_debug`], [`debug`], [`LoopRef::dump_tasks`]; see `docs/DEBUGGING.md` |
 //!
-//! The full table, with what is still to come (debug mode), is
-//! `docs/ASYNCIO_MAPPING.md`.
+//! The full table is `docs/ASYNCIO_MAPPING.md`.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -141,3 +142,9 @@ pub use executor::{ExecutorError, ExecutorFuture, ThreadPool};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// `docs/DEBUGGING.md`'s examples, the `compile_fail` proof that the loop
+/// cannot be used from another thread included.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/DEBUGGING.md")]
+pub struct DebuggingDoctests;

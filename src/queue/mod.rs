@@ -28,7 +28,7 @@
 //! the back. Putters mirror getters with `full()`; a successful get wakes
 //! the first waiting putter.
 //!
-//! The waiters live in [`WaitList`]s (`src/waiters.rs`), one for getters,
+//! The waiters live in `WaitList`s (`src/waiters.rs`), one for getters,
 //! one for putters, one for `join`. Where asyncio pops the woken waiter's
 //! future off its deque, aioloop marks the registration *notified* and
 //! leaves it in place until the awaitable runs; the effect is the same: the

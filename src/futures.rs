@@ -27,6 +27,7 @@ use std::convert::Infallible;
 use std::fmt;
 use std::future::{Future as StdFuture, IntoFuture};
 use std::marker::PhantomData;
+use std::panic::Location;
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::task::{Context, Poll};
@@ -57,6 +58,8 @@ struct FutureInner<T, E> {
     /// Set by `set_exception` until someone looks at the outcome: how to
     /// name the failure if nobody ever does (asyncio's `__log_traceback`).
     unretrieved: Cell<Option<FailureText<T, E>>>,
+    /// Where it was created, in debug mode (asyncio's `_source_traceback`).
+    site: Option<&'static Location<'static>>,
 }
 
 /// asyncio's `Future`: a result (`T`) or exception (`E`) set later.
@@ -83,7 +86,14 @@ impl<T, E> Drop for FutureInner<T, E> {
         // The last handle is gone: an exception nobody looked at is
         // reported now, as asyncio's `Future.__del__` does.
         if let Some(text) = self.unretrieved.get().and_then(|f| f(&self.outcome)) {
-            let repr = format!("<Future finished exception={text}>");
+            let repr = match self.site {
+                Some(s) => format!(
+                    "<Future finished exception={text} created at {}:{}>",
+                    s.file(),
+                    s.line()
+                ),
+                None => format!("<Future finished exception={text}>"),
+            };
             report_unretrieved(self.core.upgrade(), "Future", repr, text);
         }
     }
@@ -114,6 +124,7 @@ impl LoopRef {
     /// A new pending future attached to this loop (asyncio's
     /// `loop.create_future()`), whose exception type is `Infallible`; see
     /// [`Future::new`] for one that can fail.
+    #[track_caller]
     pub fn create_future<T: 'static>(&self) -> Future<T> {
         Future::new(self)
     }
@@ -130,7 +141,9 @@ impl<T: 'static, E: 'static> Future<T, E> {
     /// f.set_exception("no".into()).unwrap();
     /// assert_eq!(f.exception().unwrap(), Some("no".to_owned()));
     /// ```
+    #[track_caller]
     pub fn new(lp: &LoopRef) -> Self {
+        let site = Location::caller();
         Future {
             inner: Rc::new(FutureInner {
                 state: Cell::new(State::Pending),
@@ -138,12 +151,25 @@ impl<T: 'static, E: 'static> Future<T, E> {
                 completion: Completion::default(),
                 core: Rc::downgrade(lp.core()),
                 unretrieved: Cell::new(None),
+                site: lp.core().debug.on().then_some(site),
             }),
         }
     }
 }
 
 impl<T, E> FutureInner<T, E> {
+    fn repr(&self) -> String {
+        match self.site {
+            Some(s) => format!(
+                "<Future {} created at {}:{}>",
+                self.outcome.state_name(),
+                s.file(),
+                s.line()
+            ),
+            None => format!("<Future {}>", self.outcome.state_name()),
+        }
+    }
+
     fn unregister(&self, key: WaiterKey) {
         let core = self.core.upgrade();
         self.completion.unregister(key, core.as_deref());
@@ -263,14 +289,15 @@ impl<T, E> WaitTarget for FutureInner<T, E> {
         f(&self.completion)
     }
     fn describe(&self) -> String {
-        format!("<Future {}>", self.outcome.state_name())
+        self.repr()
     }
 }
 
 impl<T, E> fmt::Debug for Future<T, E> {
-    /// asyncio's repr: `<Future pending>`, `<Future finished>`, `<Future cancelled>`.
+    /// asyncio's repr: `<Future pending>`, `<Future finished>`, `<Future
+    /// cancelled>`; in debug mode with `created at file:line`, as asyncio's.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "<Future {}>", self.inner.outcome.state_name())
+        f.write_str(&self.inner.repr())
     }
 }
 

@@ -238,3 +238,25 @@ fn polls_are_timed_in_debug_mode() {
         "{polls:?}"
     );
 }
+
+#[test]
+fn in_debug_mode_futures_show_where_they_were_created() {
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let plain = lp.create_future::<u8>();
+    assert_eq!(format!("{plain:?}"), "<Future pending>");
+    lp.set_debug(true);
+    let line = line!() + 1;
+    let f = lp.create_future::<u8>();
+    assert_eq!(
+        format!("{f:?}"),
+        format!("<Future pending created at tests/debug.rs:{line}>")
+    );
+    f.set_result(1).unwrap();
+    assert_eq!(
+        format!("{f:?}"),
+        format!("<Future finished created at tests/debug.rs:{line}>")
+    );
+    // Tasks and handles always know it.
+    let h = lp.call_soon(|| {}).unwrap();
+    assert!(format!("{h:?}").ends_with(&format!("at tests/debug.rs:{}>", line!() - 1)));
+}

@@ -425,15 +425,32 @@ pub(crate) fn count_id_wait(core: &LoopCore, id: TaskId, up: bool) -> bool {
     }
 }
 
+/// Wakes a task that waited by id in a completed list: one slab lookup
+/// both uncounts its entry and schedules its next step.
+fn wake_id_waiter(core: &LoopCore, id: TaskId) {
+    let handle = match core.tasks.try_borrow() {
+        Ok(tasks) => tasks.get(id).cloned(),
+        // Only while the slab is being changed, which runs no completion.
+        Err(_) => return core.schedule_task(id),
+    };
+    let Some(handle) = handle else { return };
+    let Some(h) = handle.task_header() else {
+        return;
+    };
+    h.id_waits.set(h.id_waits.get().saturating_sub(1));
+    if h.scheduled.get() || h.is_done() {
+        return;
+    }
+    h.scheduled.set(true);
+    core.ready.push(handle);
+}
+
 /// Wakes the waiters and schedules the done callbacks of something that
 /// just completed.
 pub(crate) fn fire_completion(core: &Rc<LoopCore>, completion: &Completion) {
     for entry in completion.take() {
         match entry {
-            Entry::Waiter(Waiter::Task(id)) => {
-                count_id_wait(core, id, false);
-                core.schedule_task(id);
-            }
+            Entry::Waiter(Waiter::Task(id)) => wake_id_waiter(core, id),
             Entry::Waiter(w) => w.wake(core),
             // On a closed loop the callback cannot run; it is dropped here.
             Entry::Callback(f) => {

@@ -287,3 +287,114 @@ fn closing_a_loop_reports_each_pending_task_and_what_it_waited_on() {
     assert!(freed.get());
     drop(keep);
 }
+
+/// A small deterministic generator (xorshift), so that failures replay.
+struct Rng(u64);
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+#[test]
+fn random_graphs_report_exactly_the_tasks_nothing_can_wake() {
+    for seed in 1..=30u64 {
+        let lp = EventLoop::with_virtual_clock().unwrap();
+        let seen = reports(&lp);
+        let woke: Rc<RefCell<Vec<String>>> = Rc::default();
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let expected_dead: Rc<RefCell<Vec<String>>> = Rc::default();
+        let created = Rc::new(Cell::new(0usize));
+        let (w, dead, made) = (woke.clone(), expected_dead.clone(), created.clone());
+        lp.run_until_complete(async move {
+            let events: Vec<Event> = (0..4).map(|_| Event::new()).collect();
+            let alive: Vec<bool> = (0..4).map(|_| rng.below(2) == 0).collect();
+            for (i, ev) in events.iter().enumerate() {
+                if alive[i] {
+                    let (ev, delay) = (ev.clone(), 1 + rng.below(5));
+                    drop(create_task(async move {
+                        sleep(secs(delay)).await.unwrap();
+                        ev.set();
+                    }));
+                }
+            }
+            // Waiters on events, and waiters on earlier waiters.
+            let mut waiters: Vec<(String, bool, Option<aioloop::Task<()>>)> = Vec::new();
+            for n in 0..8 {
+                let name = format!("w{n}");
+                let on_task = n > 0 && rng.below(3) == 0;
+                let (task, is_alive) = if on_task {
+                    let k = rng.below(waiters.len() as u64) as usize;
+                    match waiters[k].2.take() {
+                        Some(inner) => {
+                            let (w, nm) = (w.clone(), name.clone());
+                            let t = create_task(async move {
+                                inner.await.ok();
+                                w.borrow_mut().push(nm);
+                            })
+                            .unwrap();
+                            (t, waiters[k].1)
+                        }
+                        None => continue, // already awaited by another
+                    }
+                } else {
+                    let i = rng.below(4) as usize;
+                    let (ev, w, nm) = (events[i].clone(), w.clone(), name.clone());
+                    let t = create_task(async move {
+                        ev.wait().await.ok();
+                        w.borrow_mut().push(nm);
+                    })
+                    .unwrap();
+                    (t, alive[i])
+                };
+                task.set_name(&name);
+                if !is_alive {
+                    dead.borrow_mut().push(name.clone());
+                }
+                made.set(made.get() + 1);
+                waiters.push((name, is_alive, Some(task)));
+            }
+            drop(events);
+            // Handles nobody awaits are dropped: those tasks are unreachable.
+            drop(waiters);
+            sleep(secs(10)).await.unwrap();
+        })
+        .unwrap()
+        .unwrap();
+        let mut reported: Vec<String> = destroyed(&seen)
+            .iter()
+            .map(|c| {
+                let t = c.task.clone().unwrap();
+                t.split("name='")
+                    .nth(1)
+                    .unwrap()
+                    .split('\'')
+                    .next()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        reported.sort();
+        let mut want = expected_dead.borrow().clone();
+        want.sort();
+        assert_eq!(reported, want, "seed {seed}: reported vs unreachable");
+        for name in woke.borrow().iter() {
+            assert!(
+                !want.contains(name),
+                "seed {seed}: {name} was reported but woke"
+            );
+        }
+        assert_eq!(
+            woke.borrow().len() + want.len(),
+            created.get(),
+            "seed {seed}: every waiter either woke or was reported"
+        );
+        assert!(
+            lp.all_tasks().is_empty(),
+            "seed {seed}: every task either finished or was freed"
+        );
+    }
+}

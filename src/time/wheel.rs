@@ -58,6 +58,14 @@
 //!   at all; records stay within 3 per live timer.
 //! * `KEEP_CAPACITY` = 64 records: the due set gives back buffers larger than that when it
 //!   empties, and a thrifty slot keeps at least that much (see invariant 7).
+//! * `POOLED_LEVEL` = 2: a slot of level 0 or 1 comes round every 64 ms or 4.1 s, so the buffer
+//!   a cascade empties is worth keeping in place; a slot of level 2 or more comes round after
+//!   262 s or more, so its buffer is lent to the next far slot to fill instead (invariant 7).
+//! * `BUFFERED_PER_TIMER` = 3: the slot buffers may hold three records of capacity per timer of
+//!   the peak before the wheel turns thrifty (invariant 7). Timers spread over a few seconds
+//!   keep their records in a few level-2 buffers while the level-1 buffers they will cascade
+//!   into wait from the previous round: `fire_100k` in `benches/timers.rs` settles at about 2.6
+//!   (doubling slack included), and at 2 it kept freeing and regrowing level-1 buffers.
 //!
 //! # Invariants
 //!
@@ -95,11 +103,18 @@
 //! 6. Every entry lives in one slab slot; free slots form a singly linked free list and carry the
 //!    generation the next occupant will get, so a [`TimerKey`] of a removed or fired entry is
 //!    stale forever (modulo 2^32 reuses of the same slot).
-//! 7. Slot buffers keep their capacity when a cascade or compaction empties them, so that a
-//!    wheel refilling at the same level allocates nothing, as long as their total capacity
-//!    (`buffered`) is at most twice the slab's length (the peak number of timers) plus
-//!    `KEEP_CAPACITY` per slot. Beyond that the wheel is *thrifty*: a slot emptied by a cascade
-//!    frees its buffer and a compacted one gives back its slack.
+//! 7. A buffer emptied by a compaction stays in its slot, and so does one emptied by a cascade
+//!    at levels below `POOLED_LEVEL`; at `POOLED_LEVEL` and above, and for the overflow, it goes
+//!    to the `spares`, and the next of those buckets to fill from no buffer at all takes the
+//!    latest spare. So a wheel refilling at the same scale allocates nothing, and in particular
+//!    firing does not: with glibc, a large allocation (1 KiB or more) or a large free (64 KiB or
+//!    more) *consolidates* the fast bins, walking every small chunk freed since the last time
+//!    (`malloc_consolidate` in glibc's `malloc/malloc.c`), and while timers fire those chunks
+//!    are the handles just run, one cache miss each. That holds as long as the total capacity of
+//!    the buffers and spares (`buffered`) is at most `BUFFERED_PER_TIMER` times the slab's
+//!    length (the peak number of timers) plus `KEEP_CAPACITY` per slot. Beyond that the wheel
+//!    is *thrifty*: a buffer emptied by a cascade is freed, and a compacted one gives back its
+//!    slack.
 //!
 //! # Complexity
 //!
@@ -139,6 +154,12 @@ const NONE: u32 = u32::MAX;
 const MAX_DEAD_PER_LIVE: usize = 2;
 /// Largest record buffer a slot keeps once a cascade empties it (see the module docs).
 const KEEP_CAPACITY: usize = 64;
+/// The first level whose emptied buffers go to the spares rather than stay in their slot (see
+/// the module docs).
+const POOLED_LEVEL: usize = 2;
+/// Records of buffer capacity per timer (of the peak) before the wheel turns thrifty (see the
+/// module docs).
+const BUFFERED_PER_TIMER: usize = 3;
 
 const _: () = assert!(SLOTS == 1 << SLOT_BITS && SLOTS <= 64);
 
@@ -266,8 +287,12 @@ pub struct TimerWheel<T> {
     slots: Box<[Bucket]>,
     occupied: [u64; LEVELS],
     overflow: Bucket,
-    /// Total capacity of the buffers of `slots` and `overflow`, in records (see `thrifty`).
+    /// Total capacity of the buffers of `slots`, `overflow` and `spares`, in records (see
+    /// `thrifty`).
     buffered: usize,
+    /// Empty buffers given back by cascades of slots at `POOLED_LEVEL` and above and of the
+    /// overflow, for the next such bucket that fills from nothing (invariant 7).
+    spares: Vec<Vec<Record>>,
     /// Sorted due records; `run[..run_head]` are consumed.
     run: Vec<Record>,
     run_head: usize,
@@ -355,6 +380,7 @@ impl<T> TimerWheel<T> {
             occupied: [0; LEVELS],
             overflow: Bucket::EMPTY,
             buffered: 0,
+            spares: Vec::new(),
             run: Vec::new(),
             run_head: 0,
             heap: BinaryHeap::new(),
@@ -380,7 +406,7 @@ impl<T> TimerWheel<T> {
         };
         match place_of(self.elapsed, deadline) {
             Place::Slot(i) => self.push_slot(i, record),
-            Place::Overflow => self.overflow.push(record, &mut self.buffered),
+            Place::Overflow => self.push_overflow(record),
             Place::Due => {
                 self.due_live += 1;
                 if self.run_head == self.run.len() {
@@ -559,6 +585,7 @@ impl<T> TimerWheel<T> {
         self.occupied = [0; LEVELS];
         self.overflow = Bucket::EMPTY;
         self.buffered = 0;
+        self.spares = Vec::new();
         self.clear_due();
         values
     }
@@ -637,16 +664,36 @@ impl<T> TimerWheel<T> {
     #[inline]
     fn push_slot(&mut self, i: usize, record: Record) {
         self.occupied[i / SLOTS] |= 1 << (i % SLOTS);
-        self.slots[i].push(record, &mut self.buffered);
+        let bucket = &mut self.slots[i];
+        if i >= POOLED_LEVEL * SLOTS && bucket.records.capacity() == 0 {
+            Self::reuse_spare(bucket, &mut self.spares);
+        }
+        bucket.push(record, &mut self.buffered);
     }
 
-    /// Whether the slot buffers hold more than twice the peak number of timers (the slab's
-    /// length) plus a small buffer per slot: then a buffer that empties or shrinks gives its
-    /// capacity back. Otherwise buffers keep their capacity, as a `Vec` does when cleared, so
-    /// that a wheel refilling at the same level allocates nothing.
+    #[inline]
+    fn push_overflow(&mut self, record: Record) {
+        if self.overflow.records.capacity() == 0 {
+            Self::reuse_spare(&mut self.overflow, &mut self.spares);
+        }
+        self.overflow.push(record, &mut self.buffered);
+    }
+
+    /// Gives an empty far bucket without a buffer the latest spare one, if any (invariant 7).
+    #[cold]
+    fn reuse_spare(bucket: &mut Bucket, spares: &mut Vec<Vec<Record>>) {
+        if let Some(spare) = spares.pop() {
+            bucket.records = spare;
+        }
+    }
+
+    /// Whether the slot buffers and spares hold more than `BUFFERED_PER_TIMER` records per
+    /// timer of the peak (the slab's length) plus a small buffer per slot: then a buffer that
+    /// empties or shrinks gives its capacity back. Otherwise buffers keep their capacity, as a
+    /// `Vec` does when cleared, so that a wheel refilling at the same scale allocates nothing.
     #[inline]
     fn thrifty(&self) -> bool {
-        self.buffered > 2 * self.slab.len() + (LEVELS * SLOTS + 1) * KEEP_CAPACITY
+        self.buffered > BUFFERED_PER_TIMER * self.slab.len() + (LEVELS * SLOTS + 1) * KEEP_CAPACITY
     }
 
     /// Compacts slot `i` (or the overflow, for `None`).
@@ -790,18 +837,23 @@ impl<T> TimerWheel<T> {
             }
             match place_of(self.elapsed, record.deadline) {
                 Place::Slot(j) => self.push_slot(j, record),
-                Place::Overflow => self.overflow.push(record, &mut self.buffered),
+                Place::Overflow => self.push_overflow(record),
                 Place::Due => {
                     self.due_live += 1;
                     self.run.push(record);
                 }
             }
         }
-        // Records only move to lower levels, so the slot is still empty: it keeps its buffer
-        // for the next time round, unless the buffers are over budget.
-        match i {
-            Some(i) if !self.thrifty() => self.slots[i].records = records,
-            _ => self.buffered -= records.capacity(),
+        // Records only move to lower levels, so the slot is still empty. Unless the buffers are
+        // over budget, a near slot keeps its buffer for the next time round, and a far one (or
+        // the overflow), which comes round much later, lends it to the next far bucket to fill.
+        if self.thrifty() || records.capacity() == 0 {
+            self.buffered -= records.capacity();
+        } else {
+            match i {
+                Some(i) if i < POOLED_LEVEL * SLOTS => self.slots[i].records = records,
+                _ => self.spares.push(records),
+            }
         }
         self.sort_new_due(mark, on_due);
     }
@@ -928,8 +980,13 @@ mod tests {
             }
         }
         assert_eq!(total_live, wheel.len, "every entry has one live record");
+        assert!(wheel
+            .spares
+            .iter()
+            .all(|s| s.is_empty() && s.capacity() > 0));
         let buffers = wheel.slots.iter().chain([&wheel.overflow]);
-        let capacity: usize = buffers.map(|b| b.records.capacity()).sum();
+        let capacity: usize = buffers.map(|b| b.records.capacity()).sum::<usize>()
+            + wheel.spares.iter().map(Vec::capacity).sum::<usize>();
         assert_eq!(wheel.buffered, capacity, "buffered tracks the buffers");
     }
 
@@ -1156,6 +1213,35 @@ mod tests {
         pop_all(&mut wheel, 5 * SEC);
         wheel.buffered -= fake;
         assert!(wheel.buffered < cap_before);
+        assert_invariants(&wheel);
+    }
+
+    #[test]
+    fn far_buffers_are_lent_to_the_next_far_slot() {
+        let mut wheel = TimerWheel::new();
+        let block = MS << (2 * SLOT_BITS); // one level-2 slot: 4.096 s
+        for i in 0..1_000 {
+            wheel.insert(2 * block + i * MS, i);
+        }
+        let i = place_index(&wheel, 2 * block);
+        assert_eq!(i / SLOTS, 2);
+        assert_eq!(pop_all(&mut wheel, 3 * block).len(), 1_000);
+        // The level-2 slot gave its buffer to the spares, the level-1 slots kept theirs.
+        assert_eq!(wheel.slots[i].records.capacity(), 0);
+        assert_eq!(wheel.spares.len(), 1);
+        assert!(wheel.spares[0].capacity() >= 1_000);
+        assert_invariants(&wheel);
+        // The next far slot to fill takes it: refilling allocates nothing.
+        let before = wheel.buffered;
+        for i in 0..1_000 {
+            wheel.insert(5 * block + i * MS, i);
+        }
+        let j = place_index(&wheel, 5 * block);
+        assert_eq!(j / SLOTS, 2);
+        assert!(wheel.spares.is_empty());
+        assert_eq!(wheel.buffered, before);
+        assert_eq!(pop_all(&mut wheel, 6 * block).len(), 1_000);
+        assert_eq!(wheel.buffered, before);
         assert_invariants(&wheel);
     }
 

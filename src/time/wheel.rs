@@ -25,7 +25,7 @@
 //! current tick in exact order, while the wheel holds the million others.
 //!
 //! Unlike tokio, a slot is not a linked list but a vector of compact 24-byte *records*
-//! `(deadline, seq, index, generation)`, and the values stay put in a slab. Moving a timer down a
+//! `(deadline, seq, index)`, and the values stay put in a slab. Moving a timer down a
 //! level then reads one vector sequentially and appends to another, touching neither the value
 //! nor its neighbours, where a linked list costs a cache miss per timer (and one more for the
 //! old head of the target list) once the timers no longer fit in cache. Cancellation borrows
@@ -100,9 +100,9 @@
 //!    popped as soon as they reach a front, the due set is rebuilt without them whenever they
 //!    outnumber its live records, and it is cleared when it holds no live record. The consumed
 //!    front of the run is cut off once it is half the run. So every container is O(live).
-//! 6. Every entry lives in one slab slot; free slots form a singly linked free list and carry the
-//!    generation the next occupant will get, so a [`TimerKey`] of a removed or fired entry is
-//!    stale forever (modulo 2^32 reuses of the same slot).
+//! 6. Every entry lives in one slab slot; free slots form a singly linked free list. A
+//!    [`TimerKey`] is the slot's index and the entry's `seq`, so the key of a removed or fired
+//!    entry is stale forever, however often its slot is reused.
 //! 7. A buffer emptied by a compaction stays in its slot, and so does one emptied by a cascade
 //!    at levels below `POOLED_LEVEL`; at `POOLED_LEVEL` and above, and for the overflow, it goes
 //!    to the `spares`, and the next of those buckets to fill from no buffer at all takes the
@@ -127,7 +127,7 @@
 //!   cascades, each record being moved at most once per level, and a sort of each tick's records
 //!   (O(k log k) for k entries due in the same tick); crossing into a new 2.18-year epoch costs
 //!   O(overflow length).
-//! * Memory: one slab entry per timer (40 bytes for a two-word `T`) and one 24-byte record, plus
+//! * Memory: one slab entry per timer (32 bytes for a two-word `T`) and one 24-byte record, plus
 //!   at most two tombstones per live record in the slots (and one in the due set); the slab and
 //!   the slot buffers are sized by the peak number of timers (invariant 7), plus the slot
 //!   headers (40 bytes each).
@@ -163,39 +163,43 @@ const BUFFERED_PER_TIMER: usize = 3;
 
 const _: () = assert!(SLOTS == 1 << SLOT_BITS && SLOTS <= 64);
 
-/// Identifies one inserted timer: a slab index plus the generation of that slab slot.
+/// Identifies one inserted timer: a slab index plus the entry's sequence number.
 ///
 /// A key stays valid until its entry is removed, fired or drained; afterwards every operation
-/// taking it treats it as absent, even if the slab slot has been reused.
+/// taking it treats it as absent, even if the slab slot has been reused (sequence numbers are
+/// never reused).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TimerKey {
     index: u32,
-    generation: u32,
+    seq: u64,
 }
 
+/// `repr(C)` puts `seq` first, where `Slot::Vacant` can fit around its niche. Aligned to 32
+/// bytes so that, for a two-word `T` (the loop's handles), a slab slot is exactly 32 bytes and
+/// never straddles two cache lines: the slot of each firing timer is a cache miss, one line
+/// instead of one or two. (The alignment is here rather than on `Slot`, where it would cost the
+/// niche.)
+#[repr(C, align(32))]
 struct Entry<T> {
-    deadline: u64,
-    /// Global insertion counter, from 1: breaks deadline ties and tells a record whether it is
-    /// still this entry's. Non-zero so that `Slot::Vacant` fits in its niche, which keeps a slab
-    /// slot at 40 bytes for a two-word `T`.
+    /// Global insertion counter, from 1: breaks deadline ties and tells a record or a key
+    /// whether it is still this entry's. Non-zero so that `Slot::Vacant` fits in its niche.
     seq: NonZeroU64,
+    deadline: u64,
     value: T,
-    generation: u32,
 }
 
 enum Slot<T> {
     Occupied(Entry<T>),
-    Vacant { next_free: u32, generation: u32 },
+    Vacant { next_free: u32 },
 }
 
 /// Where an entry waits, without its value. The derived order is `(deadline, seq)` (`seq` is
-/// unique, so the rest never decides), the firing order.
+/// unique, so the index never decides), the firing order.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Record {
     deadline: u64,
     seq: u64,
     index: u32,
-    generation: u32,
 }
 
 /// One wheel slot, or the overflow.
@@ -334,10 +338,7 @@ fn epoch_start(tick: u64) -> u64 {
 
 #[inline]
 fn is_live<T>(slab: &[Slot<T>], record: &Record) -> bool {
-    // `seq` alone decides; the generation is compared too so that a record touches the whole
-    // slab slot, which may straddle two cache lines (see `sort_new_due`).
-    matches!(&slab[record.index as usize],
-        Slot::Occupied(e) if e.seq.get() == record.seq && e.generation == record.generation)
+    matches!(&slab[record.index as usize], Slot::Occupied(e) if e.seq.get() == record.seq)
 }
 
 /// Where a record waits: a wheel slot (`level * SLOTS + slot`), the overflow or the due set.
@@ -396,13 +397,12 @@ impl<T> TimerWheel<T> {
     pub fn insert(&mut self, deadline: u64, value: T) -> TimerKey {
         let seq = NonZeroU64::new(self.next_seq).expect("timer sequence numbers never wrap");
         self.next_seq += 1;
-        let (index, generation) = self.alloc(deadline, seq, value);
+        let index = self.alloc(deadline, seq, value);
         self.len += 1;
         let record = Record {
             deadline,
             seq: seq.get(),
             index,
-            generation,
         };
         match place_of(self.elapsed, deadline) {
             Place::Slot(i) => self.push_slot(i, record),
@@ -420,7 +420,10 @@ impl<T> TimerWheel<T> {
                 }
             }
         }
-        TimerKey { index, generation }
+        TimerKey {
+            index,
+            seq: seq.get(),
+        }
     }
 
     /// Cancels the entry for `key` and returns its value, or `None` if the key is stale (already
@@ -431,7 +434,7 @@ impl<T> TimerWheel<T> {
     #[inline]
     pub fn remove(&mut self, key: TimerKey) -> Option<T> {
         let deadline = match self.slab.get(key.index as usize) {
-            Some(Slot::Occupied(e)) if e.generation == key.generation => e.deadline,
+            Some(Slot::Occupied(e)) if e.seq.get() == key.seq => e.deadline,
             _ => return None,
         };
         let value = self.release(key.index).value;
@@ -465,7 +468,7 @@ impl<T> TimerWheel<T> {
     #[inline]
     pub fn deadline(&self, key: TimerKey) -> Option<u64> {
         match self.slab.get(key.index as usize) {
-            Some(Slot::Occupied(e)) if e.generation == key.generation => Some(e.deadline),
+            Some(Slot::Occupied(e)) if e.seq.get() == key.seq => Some(e.deadline),
             _ => None,
         }
     }
@@ -540,7 +543,7 @@ impl<T> TimerWheel<T> {
         self.tidy_due();
         let key = TimerKey {
             index: record.index,
-            generation: record.generation,
+            seq: record.seq,
         };
         Some((key, record.deadline, entry.value))
     }
@@ -564,15 +567,10 @@ impl<T> TimerWheel<T> {
         self.free_head = NONE;
         // Rebuild the free list in index order so that slots are reused from the front.
         for (index, slot) in self.slab.iter_mut().enumerate().rev() {
-            let generation = match slot {
-                Slot::Occupied(e) => e.generation.wrapping_add(1),
-                Slot::Vacant { generation, .. } => *generation,
-            };
             let old = std::mem::replace(
                 slot,
                 Slot::Vacant {
                     next_free: self.free_head,
-                    generation,
                 },
             );
             self.free_head = index as u32;
@@ -599,27 +597,23 @@ impl<T> TimerWheel<T> {
         }
     }
 
-    /// Stores a new entry in a free slab slot (or a new one) and returns its index and generation.
+    /// Stores a new entry in a free slab slot (or a new one) and returns its index.
     #[inline]
-    fn alloc(&mut self, deadline: u64, seq: NonZeroU64, value: T) -> (u32, u32) {
+    fn alloc(&mut self, deadline: u64, seq: NonZeroU64, value: T) -> u32 {
+        let entry = Slot::Occupied(Entry {
+            deadline,
+            seq,
+            value,
+        });
         let index = self.free_head;
         if index != NONE {
             let slot = &mut self.slab[index as usize];
-            let (next_free, generation) = match *slot {
-                Slot::Vacant {
-                    next_free,
-                    generation,
-                } => (next_free, generation),
+            self.free_head = match *slot {
+                Slot::Vacant { next_free } => next_free,
                 Slot::Occupied(_) => unreachable!("timer wheel free list reaches a live entry"),
             };
-            *slot = Slot::Occupied(Entry {
-                deadline,
-                seq,
-                value,
-                generation,
-            });
-            self.free_head = next_free;
-            (index, generation)
+            *slot = entry;
+            index
         } else {
             let index = self.slab.len();
             // NONE is reserved as the end of the free list.
@@ -627,37 +621,27 @@ impl<T> TimerWheel<T> {
                 index < NONE as usize,
                 "TimerWheel holds at most 2^32 - 1 timers"
             );
-            self.slab.push(Slot::Occupied(Entry {
-                deadline,
-                seq,
-                value,
-                generation: 0,
-            }));
-            (index as u32, 0)
+            self.slab.push(entry);
+            index as u32
         }
     }
 
     /// Frees the slab slot of an entry and returns the entry. Its record, wherever it is, is a
-    /// tombstone from now on; bumping the generation is what makes old keys stale.
+    /// tombstone from now on, and its key is stale: both carry a `seq` no entry has any more.
     #[inline]
     fn release(&mut self, index: u32) -> Entry<T> {
         let slot = &mut self.slab[index as usize];
-        let generation = match slot {
-            Slot::Occupied(e) => e.generation.wrapping_add(1),
-            Slot::Vacant { .. } => unreachable!("timer wheel releases a free slab slot"),
-        };
         let old = std::mem::replace(
             slot,
             Slot::Vacant {
                 next_free: self.free_head,
-                generation,
             },
         );
         self.free_head = index;
         self.len -= 1;
         match old {
             Slot::Occupied(e) => e,
-            Slot::Vacant { .. } => unreachable!(),
+            Slot::Vacant { .. } => unreachable!("timer wheel releases a free slab slot"),
         }
     }
 
@@ -991,6 +975,14 @@ mod tests {
     }
 
     #[test]
+    fn a_slab_slot_is_one_aligned_half_line_for_two_words() {
+        assert_eq!(std::mem::size_of::<Slot<(usize, usize)>>(), 32);
+        assert_eq!(std::mem::size_of::<Slot<std::rc::Rc<dyn Fn()>>>(), 32);
+        assert_eq!(std::mem::align_of::<Slot<std::rc::Rc<dyn Fn()>>>(), 32);
+        assert_eq!(std::mem::size_of::<Record>(), 24);
+    }
+
+    #[test]
     fn equal_deadlines_fire_in_insertion_order() {
         let mut wheel = TimerWheel::new();
         for i in 0..100 {
@@ -1079,7 +1071,7 @@ mod tests {
         // Keys that never existed.
         let bogus = TimerKey {
             index: 1_000,
-            generation: 0,
+            seq: 1,
         };
         assert_eq!(wheel.remove(bogus), None);
         assert_eq!(wheel.remove(c), Some('c'));
@@ -1520,7 +1512,7 @@ mod tests {
     enum Op {
         Insert(u8, u64),
         Remove(u64),
-        RemoveStale(u32, u32),
+        RemoveStale(u64),
         Advance(u8, u64),
     }
 
@@ -1530,7 +1522,7 @@ mod tests {
         any::<(u8, u64)>().prop_map(|(b, r)| match b {
             0..=127 => Op::Insert(b % 14, r),
             128..=178 => Op::Remove(r),
-            179..=191 => Op::RemoveStale((r % 64) as u32, ((r >> 32) % 4) as u32),
+            179..=191 => Op::RemoveStale(r),
             _ => Op::Advance(b % 16, r),
         })
     }
@@ -1632,8 +1624,16 @@ mod tests {
                     assert_eq!(wheel.remove(key), want);
                     assert_eq!(wheel.deadline(key), None);
                 }
-                Op::RemoveStale(index, generation) => {
-                    let key = TimerKey { index, generation };
+                Op::RemoveStale(_) if m.keys.is_empty() => {}
+                Op::RemoveStale(r) => {
+                    // The index of a past key with a neighbouring `seq`: stale, unless the slab
+                    // slot now holds the entry with that `seq` (slots are reused at once).
+                    let past = m.keys[(r % m.keys.len() as u64) as usize];
+                    let delta = [-2, -1, 1, 2][((r >> 32) % 4) as usize];
+                    let key = TimerKey {
+                        index: past.index,
+                        seq: past.seq.wrapping_add_signed(delta),
+                    };
                     let want = m
                         .live
                         .remove(&key)

@@ -38,7 +38,11 @@
 //! due set a tick at a time, up to 1 ms before they fire, so the wheel touches their slab slots
 //! then, all together, and [`TimerWheel::advance`] shows the caller their values so that it can
 //! do the same for what they point to: the cache misses of a tick overlap instead of stalling
-//! one after another.
+//! one after another. It does so for two occupied ticks at a time, the one entering the due set
+//! and the next, and skips the next when it enters: each such batch costs about two rounds of
+//! overlapping misses, the slab slots and then what their values point to, however few entries
+//! it holds, so twice the entries per batch halves the rounds (`fire_100k` random, 10 timers per
+//! tick, took 10 to 15% less time per timer on the project's shared VM).
 //!
 //! # The constants
 //!
@@ -304,6 +308,8 @@ pub struct TimerWheel<T> {
     heap: BinaryHeap<Reverse<Record>>,
     /// Live records in the due set; the rest are tombstones.
     due_live: usize,
+    /// The latest tick whose entries were touched and shown (see `sort_new_due`).
+    shown_through: u64,
 }
 
 /// The level at which an entry for `tick` belongs when the wheel is at `elapsed` (`tick > elapsed`);
@@ -386,6 +392,7 @@ impl<T> TimerWheel<T> {
             run_head: 0,
             heap: BinaryHeap::new(),
             due_live: 0,
+            shown_through: 0,
         }
     }
 
@@ -549,13 +556,16 @@ impl<T> TimerWheel<T> {
     }
 
     /// Advances the wheel to `now`, as [`pop_expired`](Self::pop_expired) does first, and shows
-    /// `on_due` the value of every entry this moves from the wheel into the due set, in firing
-    /// order within each tick. Nothing is popped.
+    /// `on_due` the values of the entries about to fire. Nothing is popped.
     ///
     /// An entry enters the due set at the start of its tick, up to 1 ms before it fires, and then
     /// fires in order with the others due; a caller can use the glimpse to warm memory the value
-    /// points to, so that it is in cache by the time the entry is popped. Entries inserted
-    /// already due are not shown, nor is anything when `now` does not pass a tick boundary.
+    /// points to, so that it is in cache by the time the entry is popped. When this moves the
+    /// entries of a tick into the due set, it shows them in firing order, followed by those of
+    /// the next occupied tick (in no particular order), unless that tick was itself shown as the
+    /// next one: so each entry is shown once, at most one occupied tick before it is due.
+    /// Entries inserted already due, or into a tick already shown, are not shown, nor is
+    /// anything when `now` does not pass a tick boundary.
     pub fn advance(&mut self, now: u64, mut on_due: impl FnMut(&T)) {
         self.advance_inner(now, &mut Some(&mut on_due));
     }
@@ -843,20 +853,44 @@ impl<T> TimerWheel<T> {
     }
 
     /// Sorts the records of one tick just appended to the run (all later than what was there),
-    /// and shows their values to `on_due`.
+    /// and, unless they were already shown as the next tick's, touches their entries and those
+    /// of the next occupied tick, showing their values to `on_due`.
     #[inline]
     fn sort_new_due(&mut self, mark: usize, on_due: &mut Option<&mut dyn FnMut(&T)>) {
-        let new = &mut self.run[mark..];
-        new.sort_unstable();
-        // Each of these entries is about to be popped, and after a long wait its slab slot is
-        // cold: touch them all now, in a loop tight enough for their cache misses to overlap,
-        // rather than one miss at a time as each is popped (or shown).
-        let slab = &self.slab;
-        std::hint::black_box(new.iter().filter(|r| is_live(slab, r)).count());
+        self.run[mark..].sort_unstable();
+        // The new records are those of tick `elapsed`.
+        if self.elapsed <= self.shown_through {
+            return;
+        }
+        // The next occupied tick is in this level-0 block (invariant 2), if any.
+        let later = self.occupied[0] & (!1u64 << slot_for(self.elapsed, 0));
+        let (next, next_dead): (&[Record], bool) = if later == 0 {
+            self.shown_through = self.elapsed;
+            (&[], false)
+        } else {
+            let slot = later.trailing_zeros() as usize;
+            self.shown_through = slot_start(self.elapsed, 0, slot);
+            let bucket = &self.slots[slot];
+            (&bucket.records, bucket.dead > 0)
+        };
+        // These entries are about to be popped, and after a long wait their slab slots are cold:
+        // touch them all now, in a loop tight enough for their cache misses to overlap, rather
+        // than one miss at a time as each is popped (or shown).
+        let (new, slab) = (&self.run[mark..], &self.slab);
+        let live = |r: &&Record| is_live(slab, r);
+        std::hint::black_box(new.iter().filter(live).count() + next.iter().filter(live).count());
         if let Some(on_due) = on_due {
-            for record in new.iter() {
-                if let Slot::Occupied(e) = &self.slab[record.index as usize] {
-                    on_due(&e.value);
+            // Records enter the due set live (invariant 4), so only the next tick's may be
+            // tombstones, and only if its slot counts some: checking every record costs more
+            // than it seems, as it makes each call wait for its slab slot.
+            for (records, check) in [(new, false), (next, next_dead)] {
+                for record in records {
+                    match &slab[record.index as usize] {
+                        Slot::Occupied(e) if !check || e.seq.get() == record.seq => {
+                            on_due(&e.value)
+                        }
+                        _ => debug_assert!(check, "invariant 4: due records are live"),
+                    }
                 }
             }
         }
@@ -1311,6 +1345,45 @@ mod tests {
     }
 
     #[test]
+    fn advance_shows_the_next_occupied_tick_too_and_each_entry_once() {
+        let mut wheel = TimerWheel::new();
+        // Ticks 5, 6 and 9, two entries each, inserted out of order; and one in the next block.
+        for (i, tick) in [9, 6, 5, 9, 6, 5, 70].into_iter().enumerate() {
+            wheel.insert(tick * MS + 50 - i as u64, i);
+        }
+        let mut shown = Vec::new();
+        wheel.advance(5 * MS, |&v| shown.push(v));
+        assert_eq!(
+            shown,
+            [5, 2, 1, 4],
+            "tick 5 in firing order, then tick 6 as inserted"
+        );
+        shown.clear();
+        wheel.advance(6 * MS, |&v| shown.push(v));
+        assert!(shown.is_empty(), "tick 6 was shown already");
+        // Entries inserted into a tick already shown are not shown; a removed one never is.
+        let late = wheel.insert(6 * MS + 1, 7);
+        assert_eq!(wheel.remove(late), Some(7));
+        let removed = wheel.insert(9 * MS + 1, 8);
+        assert_eq!(wheel.remove(removed), Some(8));
+        wheel.advance(9 * MS, |&v| shown.push(v));
+        assert_eq!(
+            shown,
+            [3, 0],
+            "tick 9; the next occupied tick is in the next block"
+        );
+        shown.clear();
+        let fired: Vec<usize> = pop_all(&mut wheel, 10 * MS)
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(fired, [5, 2, 4, 1, 3, 0]);
+        wheel.advance(70 * MS, |&v| shown.push(v));
+        assert_eq!(shown, [6]);
+        assert_invariants(&wheel);
+    }
+
+    #[test]
     fn far_deadlines_fire_exactly() {
         let starts = [0, 12_345_678, 63 * MS, 64 * MS - 1, SPAN - 1, SPAN + 7 * MS];
         let offsets = [
@@ -1658,10 +1731,19 @@ mod tests {
                     if r >> 62 & 1 == 1 {
                         let mut shown = Vec::new();
                         wheel.advance(target, |&v| shown.push(v));
+                        // At most one occupied tick early: the first live one after now's.
+                        let next_tick = (m.now / MS)
+                            .checked_add(1)
+                            .and_then(|t| t.checked_mul(MS))
+                            .and_then(|start| m.order.range((start, 0)..).next())
+                            .map(|(&(d, _), _)| d / MS);
                         for v in shown {
                             let d = m.deadline_of[&v];
                             assert!(m.order.contains_key(&(d, v)), "{v} shown but not live");
-                            assert!(d / MS <= m.now / MS, "{v} shown before its tick");
+                            assert!(
+                                d / MS <= m.now / MS || Some(d / MS) == next_tick,
+                                "{v} shown more than one occupied tick early"
+                            );
                             assert!(m.shown.insert(v), "{v} shown twice");
                         }
                     }

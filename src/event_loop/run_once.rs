@@ -195,8 +195,9 @@ impl LoopCore {
         let now = self.clock.now_ns();
         // Timers enter the wheel's due set at the start of their millisecond and fire in the
         // iterations that follow. With many timers pending, each handle was allocated long
-        // before and is cold: load it now, while the loads of the whole tick overlap, rather
-        // than one cache miss at a time as each one runs.
+        // before and is cold: load it when the wheel shows it (the timers of that tick and of
+        // the next), while the loads of the whole batch overlap, rather than one cache miss at
+        // a time as each one runs.
         timers.advance(now, |handle| {
             std::hint::black_box(handle.cancelled());
         });

@@ -25,7 +25,7 @@
 //! current tick in exact order, while the wheel holds the million others.
 //!
 //! Unlike tokio, a slot is not a linked list but a vector of compact 24-byte *records*
-//! `(deadline, seq, index, generation)`, and the values stay put in a slab. Moving a timer down a
+//! `(deadline, seq, index)`, and the values stay put in a slab. Moving a timer down a
 //! level then reads one vector sequentially and appends to another, touching neither the value
 //! nor its neighbours, where a linked list costs a cache miss per timer (and one more for the
 //! old head of the target list) once the timers no longer fit in cache. Cancellation borrows
@@ -38,7 +38,11 @@
 //! due set a tick at a time, up to 1 ms before they fire, so the wheel touches their slab slots
 //! then, all together, and [`TimerWheel::advance`] shows the caller their values so that it can
 //! do the same for what they point to: the cache misses of a tick overlap instead of stalling
-//! one after another.
+//! one after another. It does so for two occupied ticks at a time, the one entering the due set
+//! and the next, and skips the next when it enters: each such batch costs about two rounds of
+//! overlapping misses, the slab slots and then what their values point to, however few entries
+//! it holds, so twice the entries per batch halves the rounds (`fire_100k` random, 10 timers per
+//! tick, took 10 to 15% less time per timer on the project's shared VM).
 //!
 //! # The constants
 //!
@@ -58,6 +62,14 @@
 //!   at all; records stay within 3 per live timer.
 //! * `KEEP_CAPACITY` = 64 records: the due set gives back buffers larger than that when it
 //!   empties, and a thrifty slot keeps at least that much (see invariant 7).
+//! * `POOLED_LEVEL` = 2: a slot of level 0 or 1 comes round every 64 ms or 4.1 s, so the buffer
+//!   a cascade empties is worth keeping in place; a slot of level 2 or more comes round after
+//!   262 s or more, so its buffer is lent to the next far slot to fill instead (invariant 7).
+//! * `BUFFERED_PER_TIMER` = 3: the slot buffers may hold three records of capacity per timer of
+//!   the peak before the wheel turns thrifty (invariant 7). Timers spread over a few seconds
+//!   keep their records in a few level-2 buffers while the level-1 buffers they will cascade
+//!   into wait from the previous round: `fire_100k` in `benches/timers.rs` settles at about 2.6
+//!   (doubling slack included), and at 2 it kept freeing and regrowing level-1 buffers.
 //!
 //! # Invariants
 //!
@@ -92,14 +104,21 @@
 //!    popped as soon as they reach a front, the due set is rebuilt without them whenever they
 //!    outnumber its live records, and it is cleared when it holds no live record. The consumed
 //!    front of the run is cut off once it is half the run. So every container is O(live).
-//! 6. Every entry lives in one slab slot; free slots form a singly linked free list and carry the
-//!    generation the next occupant will get, so a [`TimerKey`] of a removed or fired entry is
-//!    stale forever (modulo 2^32 reuses of the same slot).
-//! 7. Slot buffers keep their capacity when a cascade or compaction empties them, so that a
-//!    wheel refilling at the same level allocates nothing, as long as their total capacity
-//!    (`buffered`) is at most twice the slab's length (the peak number of timers) plus
-//!    `KEEP_CAPACITY` per slot. Beyond that the wheel is *thrifty*: a slot emptied by a cascade
-//!    frees its buffer and a compacted one gives back its slack.
+//! 6. Every entry lives in one slab slot; free slots form a singly linked free list. A
+//!    [`TimerKey`] is the slot's index and the entry's `seq`, so the key of a removed or fired
+//!    entry is stale forever, however often its slot is reused.
+//! 7. A buffer emptied by a compaction stays in its slot, and so does one emptied by a cascade
+//!    at levels below `POOLED_LEVEL`; at `POOLED_LEVEL` and above, and for the overflow, it goes
+//!    to the `spares`, and the next of those buckets to fill from no buffer at all takes the
+//!    latest spare. So a wheel refilling at the same scale allocates nothing, and in particular
+//!    firing does not: with glibc, a large allocation (1 KiB or more) or a large free (64 KiB or
+//!    more) *consolidates* the fast bins, walking every small chunk freed since the last time
+//!    (`malloc_consolidate` in glibc's `malloc/malloc.c`), and while timers fire those chunks
+//!    are the handles just run, one cache miss each. That holds as long as the total capacity of
+//!    the buffers and spares (`buffered`) is at most `BUFFERED_PER_TIMER` times the slab's
+//!    length (the peak number of timers) plus `KEEP_CAPACITY` per slot. Beyond that the wheel
+//!    is *thrifty*: a buffer emptied by a cascade is freed, and a compacted one gives back its
+//!    slack.
 //!
 //! # Complexity
 //!
@@ -112,7 +131,7 @@
 //!   cascades, each record being moved at most once per level, and a sort of each tick's records
 //!   (O(k log k) for k entries due in the same tick); crossing into a new 2.18-year epoch costs
 //!   O(overflow length).
-//! * Memory: one slab entry per timer (40 bytes for a two-word `T`) and one 24-byte record, plus
+//! * Memory: one slab entry per timer (32 bytes for a two-word `T`) and one 24-byte record, plus
 //!   at most two tombstones per live record in the slots (and one in the due set); the slab and
 //!   the slot buffers are sized by the peak number of timers (invariant 7), plus the slot
 //!   headers (40 bytes each).
@@ -139,42 +158,52 @@ const NONE: u32 = u32::MAX;
 const MAX_DEAD_PER_LIVE: usize = 2;
 /// Largest record buffer a slot keeps once a cascade empties it (see the module docs).
 const KEEP_CAPACITY: usize = 64;
+/// The first level whose emptied buffers go to the spares rather than stay in their slot (see
+/// the module docs).
+const POOLED_LEVEL: usize = 2;
+/// Records of buffer capacity per timer (of the peak) before the wheel turns thrifty (see the
+/// module docs).
+const BUFFERED_PER_TIMER: usize = 3;
 
 const _: () = assert!(SLOTS == 1 << SLOT_BITS && SLOTS <= 64);
 
-/// Identifies one inserted timer: a slab index plus the generation of that slab slot.
+/// Identifies one inserted timer: a slab index plus the entry's sequence number.
 ///
 /// A key stays valid until its entry is removed, fired or drained; afterwards every operation
-/// taking it treats it as absent, even if the slab slot has been reused.
+/// taking it treats it as absent, even if the slab slot has been reused (sequence numbers are
+/// never reused).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TimerKey {
     index: u32,
-    generation: u32,
+    seq: u64,
 }
 
+/// `repr(C)` puts `seq` first, where `Slot::Vacant` can fit around its niche. Aligned to 32
+/// bytes so that, for a two-word `T` (the loop's handles), a slab slot is exactly 32 bytes and
+/// never straddles two cache lines: the slot of each firing timer is a cache miss, one line
+/// instead of one or two. (The alignment is here rather than on `Slot`, where it would cost the
+/// niche.)
+#[repr(C, align(32))]
 struct Entry<T> {
-    deadline: u64,
-    /// Global insertion counter, from 1: breaks deadline ties and tells a record whether it is
-    /// still this entry's. Non-zero so that `Slot::Vacant` fits in its niche, which keeps a slab
-    /// slot at 40 bytes for a two-word `T`.
+    /// Global insertion counter, from 1: breaks deadline ties and tells a record or a key
+    /// whether it is still this entry's. Non-zero so that `Slot::Vacant` fits in its niche.
     seq: NonZeroU64,
+    deadline: u64,
     value: T,
-    generation: u32,
 }
 
 enum Slot<T> {
     Occupied(Entry<T>),
-    Vacant { next_free: u32, generation: u32 },
+    Vacant { next_free: u32 },
 }
 
 /// Where an entry waits, without its value. The derived order is `(deadline, seq)` (`seq` is
-/// unique, so the rest never decides), the firing order.
+/// unique, so the index never decides), the firing order.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Record {
     deadline: u64,
     seq: u64,
     index: u32,
-    generation: u32,
 }
 
 /// One wheel slot, or the overflow.
@@ -266,8 +295,12 @@ pub struct TimerWheel<T> {
     slots: Box<[Bucket]>,
     occupied: [u64; LEVELS],
     overflow: Bucket,
-    /// Total capacity of the buffers of `slots` and `overflow`, in records (see `thrifty`).
+    /// Total capacity of the buffers of `slots`, `overflow` and `spares`, in records (see
+    /// `thrifty`).
     buffered: usize,
+    /// Empty buffers given back by cascades of slots at `POOLED_LEVEL` and above and of the
+    /// overflow, for the next such bucket that fills from nothing (invariant 7).
+    spares: Vec<Vec<Record>>,
     /// Sorted due records; `run[..run_head]` are consumed.
     run: Vec<Record>,
     run_head: usize,
@@ -275,6 +308,8 @@ pub struct TimerWheel<T> {
     heap: BinaryHeap<Reverse<Record>>,
     /// Live records in the due set; the rest are tombstones.
     due_live: usize,
+    /// The latest tick whose entries were touched and shown (see `sort_new_due`).
+    shown_through: u64,
 }
 
 /// The level at which an entry for `tick` belongs when the wheel is at `elapsed` (`tick > elapsed`);
@@ -309,10 +344,7 @@ fn epoch_start(tick: u64) -> u64 {
 
 #[inline]
 fn is_live<T>(slab: &[Slot<T>], record: &Record) -> bool {
-    // `seq` alone decides; the generation is compared too so that a record touches the whole
-    // slab slot, which may straddle two cache lines (see `sort_new_due`).
-    matches!(&slab[record.index as usize],
-        Slot::Occupied(e) if e.seq.get() == record.seq && e.generation == record.generation)
+    matches!(&slab[record.index as usize], Slot::Occupied(e) if e.seq.get() == record.seq)
 }
 
 /// Where a record waits: a wheel slot (`level * SLOTS + slot`), the overflow or the due set.
@@ -355,10 +387,12 @@ impl<T> TimerWheel<T> {
             occupied: [0; LEVELS],
             overflow: Bucket::EMPTY,
             buffered: 0,
+            spares: Vec::new(),
             run: Vec::new(),
             run_head: 0,
             heap: BinaryHeap::new(),
             due_live: 0,
+            shown_through: 0,
         }
     }
 
@@ -370,17 +404,16 @@ impl<T> TimerWheel<T> {
     pub fn insert(&mut self, deadline: u64, value: T) -> TimerKey {
         let seq = NonZeroU64::new(self.next_seq).expect("timer sequence numbers never wrap");
         self.next_seq += 1;
-        let (index, generation) = self.alloc(deadline, seq, value);
+        let index = self.alloc(deadline, seq, value);
         self.len += 1;
         let record = Record {
             deadline,
             seq: seq.get(),
             index,
-            generation,
         };
         match place_of(self.elapsed, deadline) {
             Place::Slot(i) => self.push_slot(i, record),
-            Place::Overflow => self.overflow.push(record, &mut self.buffered),
+            Place::Overflow => self.push_overflow(record),
             Place::Due => {
                 self.due_live += 1;
                 if self.run_head == self.run.len() {
@@ -394,7 +427,10 @@ impl<T> TimerWheel<T> {
                 }
             }
         }
-        TimerKey { index, generation }
+        TimerKey {
+            index,
+            seq: seq.get(),
+        }
     }
 
     /// Cancels the entry for `key` and returns its value, or `None` if the key is stale (already
@@ -405,7 +441,7 @@ impl<T> TimerWheel<T> {
     #[inline]
     pub fn remove(&mut self, key: TimerKey) -> Option<T> {
         let deadline = match self.slab.get(key.index as usize) {
-            Some(Slot::Occupied(e)) if e.generation == key.generation => e.deadline,
+            Some(Slot::Occupied(e)) if e.seq.get() == key.seq => e.deadline,
             _ => return None,
         };
         let value = self.release(key.index).value;
@@ -439,7 +475,7 @@ impl<T> TimerWheel<T> {
     #[inline]
     pub fn deadline(&self, key: TimerKey) -> Option<u64> {
         match self.slab.get(key.index as usize) {
-            Some(Slot::Occupied(e)) if e.generation == key.generation => Some(e.deadline),
+            Some(Slot::Occupied(e)) if e.seq.get() == key.seq => Some(e.deadline),
             _ => None,
         }
     }
@@ -514,19 +550,22 @@ impl<T> TimerWheel<T> {
         self.tidy_due();
         let key = TimerKey {
             index: record.index,
-            generation: record.generation,
+            seq: record.seq,
         };
         Some((key, record.deadline, entry.value))
     }
 
     /// Advances the wheel to `now`, as [`pop_expired`](Self::pop_expired) does first, and shows
-    /// `on_due` the value of every entry this moves from the wheel into the due set, in firing
-    /// order within each tick. Nothing is popped.
+    /// `on_due` the values of the entries about to fire. Nothing is popped.
     ///
     /// An entry enters the due set at the start of its tick, up to 1 ms before it fires, and then
     /// fires in order with the others due; a caller can use the glimpse to warm memory the value
-    /// points to, so that it is in cache by the time the entry is popped. Entries inserted
-    /// already due are not shown, nor is anything when `now` does not pass a tick boundary.
+    /// points to, so that it is in cache by the time the entry is popped. When this moves the
+    /// entries of a tick into the due set, it shows them in firing order, followed by those of
+    /// the next occupied tick (in no particular order), unless that tick was itself shown as the
+    /// next one: so each entry is shown once, at most one occupied tick before it is due.
+    /// Entries inserted already due, or into a tick already shown, are not shown, nor is
+    /// anything when `now` does not pass a tick boundary.
     pub fn advance(&mut self, now: u64, mut on_due: impl FnMut(&T)) {
         self.advance_inner(now, &mut Some(&mut on_due));
     }
@@ -538,15 +577,10 @@ impl<T> TimerWheel<T> {
         self.free_head = NONE;
         // Rebuild the free list in index order so that slots are reused from the front.
         for (index, slot) in self.slab.iter_mut().enumerate().rev() {
-            let generation = match slot {
-                Slot::Occupied(e) => e.generation.wrapping_add(1),
-                Slot::Vacant { generation, .. } => *generation,
-            };
             let old = std::mem::replace(
                 slot,
                 Slot::Vacant {
                     next_free: self.free_head,
-                    generation,
                 },
             );
             self.free_head = index as u32;
@@ -559,6 +593,7 @@ impl<T> TimerWheel<T> {
         self.occupied = [0; LEVELS];
         self.overflow = Bucket::EMPTY;
         self.buffered = 0;
+        self.spares = Vec::new();
         self.clear_due();
         values
     }
@@ -572,27 +607,23 @@ impl<T> TimerWheel<T> {
         }
     }
 
-    /// Stores a new entry in a free slab slot (or a new one) and returns its index and generation.
+    /// Stores a new entry in a free slab slot (or a new one) and returns its index.
     #[inline]
-    fn alloc(&mut self, deadline: u64, seq: NonZeroU64, value: T) -> (u32, u32) {
+    fn alloc(&mut self, deadline: u64, seq: NonZeroU64, value: T) -> u32 {
+        let entry = Slot::Occupied(Entry {
+            deadline,
+            seq,
+            value,
+        });
         let index = self.free_head;
         if index != NONE {
             let slot = &mut self.slab[index as usize];
-            let (next_free, generation) = match *slot {
-                Slot::Vacant {
-                    next_free,
-                    generation,
-                } => (next_free, generation),
+            self.free_head = match *slot {
+                Slot::Vacant { next_free } => next_free,
                 Slot::Occupied(_) => unreachable!("timer wheel free list reaches a live entry"),
             };
-            *slot = Slot::Occupied(Entry {
-                deadline,
-                seq,
-                value,
-                generation,
-            });
-            self.free_head = next_free;
-            (index, generation)
+            *slot = entry;
+            index
         } else {
             let index = self.slab.len();
             // NONE is reserved as the end of the free list.
@@ -600,53 +631,63 @@ impl<T> TimerWheel<T> {
                 index < NONE as usize,
                 "TimerWheel holds at most 2^32 - 1 timers"
             );
-            self.slab.push(Slot::Occupied(Entry {
-                deadline,
-                seq,
-                value,
-                generation: 0,
-            }));
-            (index as u32, 0)
+            self.slab.push(entry);
+            index as u32
         }
     }
 
     /// Frees the slab slot of an entry and returns the entry. Its record, wherever it is, is a
-    /// tombstone from now on; bumping the generation is what makes old keys stale.
+    /// tombstone from now on, and its key is stale: both carry a `seq` no entry has any more.
     #[inline]
     fn release(&mut self, index: u32) -> Entry<T> {
         let slot = &mut self.slab[index as usize];
-        let generation = match slot {
-            Slot::Occupied(e) => e.generation.wrapping_add(1),
-            Slot::Vacant { .. } => unreachable!("timer wheel releases a free slab slot"),
-        };
         let old = std::mem::replace(
             slot,
             Slot::Vacant {
                 next_free: self.free_head,
-                generation,
             },
         );
         self.free_head = index;
         self.len -= 1;
         match old {
             Slot::Occupied(e) => e,
-            Slot::Vacant { .. } => unreachable!(),
+            Slot::Vacant { .. } => unreachable!("timer wheel releases a free slab slot"),
         }
     }
 
     #[inline]
     fn push_slot(&mut self, i: usize, record: Record) {
         self.occupied[i / SLOTS] |= 1 << (i % SLOTS);
-        self.slots[i].push(record, &mut self.buffered);
+        let bucket = &mut self.slots[i];
+        if i >= POOLED_LEVEL * SLOTS && bucket.records.capacity() == 0 {
+            Self::reuse_spare(bucket, &mut self.spares);
+        }
+        bucket.push(record, &mut self.buffered);
     }
 
-    /// Whether the slot buffers hold more than twice the peak number of timers (the slab's
-    /// length) plus a small buffer per slot: then a buffer that empties or shrinks gives its
-    /// capacity back. Otherwise buffers keep their capacity, as a `Vec` does when cleared, so
-    /// that a wheel refilling at the same level allocates nothing.
+    #[inline]
+    fn push_overflow(&mut self, record: Record) {
+        if self.overflow.records.capacity() == 0 {
+            Self::reuse_spare(&mut self.overflow, &mut self.spares);
+        }
+        self.overflow.push(record, &mut self.buffered);
+    }
+
+    /// Gives an empty far bucket without a buffer the latest spare one, if any (invariant 7).
+    #[cold]
+    fn reuse_spare(bucket: &mut Bucket, spares: &mut Vec<Vec<Record>>) {
+        if let Some(spare) = spares.pop() {
+            bucket.records = spare;
+        }
+    }
+
+    /// Whether the slot buffers and spares hold more than `BUFFERED_PER_TIMER` records per
+    /// timer of the peak (the slab's length) plus a small buffer per slot: then a buffer that
+    /// empties or shrinks gives its capacity back. Otherwise buffers keep their capacity, as a
+    /// `Vec` does when cleared, so that a wheel refilling at the same scale allocates nothing.
     #[inline]
     fn thrifty(&self) -> bool {
-        self.buffered > 2 * self.slab.len() + (LEVELS * SLOTS + 1) * KEEP_CAPACITY
+        self.buffered > BUFFERED_PER_TIMER * self.slab.len() + (LEVELS * SLOTS + 1) * KEEP_CAPACITY
     }
 
     /// Compacts slot `i` (or the overflow, for `None`).
@@ -790,37 +831,66 @@ impl<T> TimerWheel<T> {
             }
             match place_of(self.elapsed, record.deadline) {
                 Place::Slot(j) => self.push_slot(j, record),
-                Place::Overflow => self.overflow.push(record, &mut self.buffered),
+                Place::Overflow => self.push_overflow(record),
                 Place::Due => {
                     self.due_live += 1;
                     self.run.push(record);
                 }
             }
         }
-        // Records only move to lower levels, so the slot is still empty: it keeps its buffer
-        // for the next time round, unless the buffers are over budget.
-        match i {
-            Some(i) if !self.thrifty() => self.slots[i].records = records,
-            _ => self.buffered -= records.capacity(),
+        // Records only move to lower levels, so the slot is still empty. Unless the buffers are
+        // over budget, a near slot keeps its buffer for the next time round, and a far one (or
+        // the overflow), which comes round much later, lends it to the next far bucket to fill.
+        if self.thrifty() || records.capacity() == 0 {
+            self.buffered -= records.capacity();
+        } else {
+            match i {
+                Some(i) if i < POOLED_LEVEL * SLOTS => self.slots[i].records = records,
+                _ => self.spares.push(records),
+            }
         }
         self.sort_new_due(mark, on_due);
     }
 
     /// Sorts the records of one tick just appended to the run (all later than what was there),
-    /// and shows their values to `on_due`.
+    /// and, unless they were already shown as the next tick's, touches their entries and those
+    /// of the next occupied tick, showing their values to `on_due`.
     #[inline]
     fn sort_new_due(&mut self, mark: usize, on_due: &mut Option<&mut dyn FnMut(&T)>) {
-        let new = &mut self.run[mark..];
-        new.sort_unstable();
-        // Each of these entries is about to be popped, and after a long wait its slab slot is
-        // cold: touch them all now, in a loop tight enough for their cache misses to overlap,
-        // rather than one miss at a time as each is popped (or shown).
-        let slab = &self.slab;
-        std::hint::black_box(new.iter().filter(|r| is_live(slab, r)).count());
+        self.run[mark..].sort_unstable();
+        // The new records are those of tick `elapsed`.
+        if self.elapsed <= self.shown_through {
+            return;
+        }
+        // The next occupied tick is in this level-0 block (invariant 2), if any.
+        let later = self.occupied[0] & (!1u64 << slot_for(self.elapsed, 0));
+        let (next, next_dead): (&[Record], bool) = if later == 0 {
+            self.shown_through = self.elapsed;
+            (&[], false)
+        } else {
+            let slot = later.trailing_zeros() as usize;
+            self.shown_through = slot_start(self.elapsed, 0, slot);
+            let bucket = &self.slots[slot];
+            (&bucket.records, bucket.dead > 0)
+        };
+        // These entries are about to be popped, and after a long wait their slab slots are cold:
+        // touch them all now, in a loop tight enough for their cache misses to overlap, rather
+        // than one miss at a time as each is popped (or shown).
+        let (new, slab) = (&self.run[mark..], &self.slab);
+        let live = |r: &&Record| is_live(slab, r);
+        std::hint::black_box(new.iter().filter(live).count() + next.iter().filter(live).count());
         if let Some(on_due) = on_due {
-            for record in new.iter() {
-                if let Slot::Occupied(e) = &self.slab[record.index as usize] {
-                    on_due(&e.value);
+            // Records enter the due set live (invariant 4), so only the next tick's may be
+            // tombstones, and only if its slot counts some: checking every record costs more
+            // than it seems, as it makes each call wait for its slab slot.
+            for (records, check) in [(new, false), (next, next_dead)] {
+                for record in records {
+                    match &slab[record.index as usize] {
+                        Slot::Occupied(e) if !check || e.seq.get() == record.seq => {
+                            on_due(&e.value)
+                        }
+                        _ => debug_assert!(check, "invariant 4: due records are live"),
+                    }
                 }
             }
         }
@@ -928,9 +998,22 @@ mod tests {
             }
         }
         assert_eq!(total_live, wheel.len, "every entry has one live record");
+        assert!(wheel
+            .spares
+            .iter()
+            .all(|s| s.is_empty() && s.capacity() > 0));
         let buffers = wheel.slots.iter().chain([&wheel.overflow]);
-        let capacity: usize = buffers.map(|b| b.records.capacity()).sum();
+        let capacity: usize = buffers.map(|b| b.records.capacity()).sum::<usize>()
+            + wheel.spares.iter().map(Vec::capacity).sum::<usize>();
         assert_eq!(wheel.buffered, capacity, "buffered tracks the buffers");
+    }
+
+    #[test]
+    fn a_slab_slot_is_one_aligned_half_line_for_two_words() {
+        assert_eq!(std::mem::size_of::<Slot<(usize, usize)>>(), 32);
+        assert_eq!(std::mem::size_of::<Slot<std::rc::Rc<dyn Fn()>>>(), 32);
+        assert_eq!(std::mem::align_of::<Slot<std::rc::Rc<dyn Fn()>>>(), 32);
+        assert_eq!(std::mem::size_of::<Record>(), 24);
     }
 
     #[test]
@@ -1022,7 +1105,7 @@ mod tests {
         // Keys that never existed.
         let bogus = TimerKey {
             index: 1_000,
-            generation: 0,
+            seq: 1,
         };
         assert_eq!(wheel.remove(bogus), None);
         assert_eq!(wheel.remove(c), Some('c'));
@@ -1160,6 +1243,35 @@ mod tests {
     }
 
     #[test]
+    fn far_buffers_are_lent_to_the_next_far_slot() {
+        let mut wheel = TimerWheel::new();
+        let block = MS << (2 * SLOT_BITS); // one level-2 slot: 4.096 s
+        for i in 0..1_000 {
+            wheel.insert(2 * block + i * MS, i);
+        }
+        let i = place_index(&wheel, 2 * block);
+        assert_eq!(i / SLOTS, 2);
+        assert_eq!(pop_all(&mut wheel, 3 * block).len(), 1_000);
+        // The level-2 slot gave its buffer to the spares, the level-1 slots kept theirs.
+        assert_eq!(wheel.slots[i].records.capacity(), 0);
+        assert_eq!(wheel.spares.len(), 1);
+        assert!(wheel.spares[0].capacity() >= 1_000);
+        assert_invariants(&wheel);
+        // The next far slot to fill takes it: refilling allocates nothing.
+        let before = wheel.buffered;
+        for i in 0..1_000 {
+            wheel.insert(5 * block + i * MS, i);
+        }
+        let j = place_index(&wheel, 5 * block);
+        assert_eq!(j / SLOTS, 2);
+        assert!(wheel.spares.is_empty());
+        assert_eq!(wheel.buffered, before);
+        assert_eq!(pop_all(&mut wheel, 6 * block).len(), 1_000);
+        assert_eq!(wheel.buffered, before);
+        assert_invariants(&wheel);
+    }
+
+    #[test]
     fn due_run_and_heap_merge() {
         let mut wheel = TimerWheel::new();
         wheel.pop_expired(SEC);
@@ -1230,6 +1342,45 @@ mod tests {
         assert_eq!(pop_all(&mut wheel, HOUR + 5).len(), 5);
         wheel.advance(HOUR + MS, |&v| shown.push(v));
         assert!(shown.is_empty());
+    }
+
+    #[test]
+    fn advance_shows_the_next_occupied_tick_too_and_each_entry_once() {
+        let mut wheel = TimerWheel::new();
+        // Ticks 5, 6 and 9, two entries each, inserted out of order; and one in the next block.
+        for (i, tick) in [9, 6, 5, 9, 6, 5, 70].into_iter().enumerate() {
+            wheel.insert(tick * MS + 50 - i as u64, i);
+        }
+        let mut shown = Vec::new();
+        wheel.advance(5 * MS, |&v| shown.push(v));
+        assert_eq!(
+            shown,
+            [5, 2, 1, 4],
+            "tick 5 in firing order, then tick 6 as inserted"
+        );
+        shown.clear();
+        wheel.advance(6 * MS, |&v| shown.push(v));
+        assert!(shown.is_empty(), "tick 6 was shown already");
+        // Entries inserted into a tick already shown are not shown; a removed one never is.
+        let late = wheel.insert(6 * MS + 1, 7);
+        assert_eq!(wheel.remove(late), Some(7));
+        let removed = wheel.insert(9 * MS + 1, 8);
+        assert_eq!(wheel.remove(removed), Some(8));
+        wheel.advance(9 * MS, |&v| shown.push(v));
+        assert_eq!(
+            shown,
+            [3, 0],
+            "tick 9; the next occupied tick is in the next block"
+        );
+        shown.clear();
+        let fired: Vec<usize> = pop_all(&mut wheel, 10 * MS)
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(fired, [5, 2, 4, 1, 3, 0]);
+        wheel.advance(70 * MS, |&v| shown.push(v));
+        assert_eq!(shown, [6]);
+        assert_invariants(&wheel);
     }
 
     #[test]
@@ -1434,7 +1585,7 @@ mod tests {
     enum Op {
         Insert(u8, u64),
         Remove(u64),
-        RemoveStale(u32, u32),
+        RemoveStale(u64),
         Advance(u8, u64),
     }
 
@@ -1444,7 +1595,7 @@ mod tests {
         any::<(u8, u64)>().prop_map(|(b, r)| match b {
             0..=127 => Op::Insert(b % 14, r),
             128..=178 => Op::Remove(r),
-            179..=191 => Op::RemoveStale((r % 64) as u32, ((r >> 32) % 4) as u32),
+            179..=191 => Op::RemoveStale(r),
             _ => Op::Advance(b % 16, r),
         })
     }
@@ -1546,8 +1697,16 @@ mod tests {
                     assert_eq!(wheel.remove(key), want);
                     assert_eq!(wheel.deadline(key), None);
                 }
-                Op::RemoveStale(index, generation) => {
-                    let key = TimerKey { index, generation };
+                Op::RemoveStale(_) if m.keys.is_empty() => {}
+                Op::RemoveStale(r) => {
+                    // The index of a past key with a neighbouring `seq`: stale, unless the slab
+                    // slot now holds the entry with that `seq` (slots are reused at once).
+                    let past = m.keys[(r % m.keys.len() as u64) as usize];
+                    let delta = [-2, -1, 1, 2][((r >> 32) % 4) as usize];
+                    let key = TimerKey {
+                        index: past.index,
+                        seq: past.seq.wrapping_add_signed(delta),
+                    };
                     let want = m
                         .live
                         .remove(&key)
@@ -1572,10 +1731,19 @@ mod tests {
                     if r >> 62 & 1 == 1 {
                         let mut shown = Vec::new();
                         wheel.advance(target, |&v| shown.push(v));
+                        // At most one occupied tick early: the first live one after now's.
+                        let next_tick = (m.now / MS)
+                            .checked_add(1)
+                            .and_then(|t| t.checked_mul(MS))
+                            .and_then(|start| m.order.range((start, 0)..).next())
+                            .map(|(&(d, _), _)| d / MS);
                         for v in shown {
                             let d = m.deadline_of[&v];
                             assert!(m.order.contains_key(&(d, v)), "{v} shown but not live");
-                            assert!(d / MS <= m.now / MS, "{v} shown before its tick");
+                            assert!(
+                                d / MS <= m.now / MS || Some(d / MS) == next_tick,
+                                "{v} shown more than one occupied tick early"
+                            );
                             assert!(m.shown.insert(v), "{v} shown twice");
                         }
                     }

@@ -260,3 +260,38 @@ fn in_debug_mode_futures_show_where_they_were_created() {
     let h = lp.call_soon(|| {}).unwrap();
     assert!(format!("{h:?}").ends_with(&format!("at tests/debug.rs:{}>", line!() - 1)));
 }
+
+/// Run in a child process by the test below, with the environment set.
+#[test]
+fn env_probe() {
+    if let Ok(want) = std::env::var("AIOLOOP_ENV_PROBE") {
+        let lp = EventLoop::new().unwrap();
+        assert_eq!(lp.get_debug(), want == "on", "AIOLOOP_ENV_PROBE={want}");
+    }
+}
+
+#[test]
+fn the_environment_turns_debug_mode_on_as_pythonasynciodebug_does() {
+    let me = std::env::current_exe().unwrap();
+    for (var, value, want) in [
+        ("AIOLOOP_DEBUG", "1", "on"),
+        ("PYTHONASYNCIODEBUG", "1", "on"),
+        ("AIOLOOP_DEBUG", "0", "off"),
+        ("PYTHONASYNCIODEBUG", "", "off"),
+    ] {
+        let out = std::process::Command::new(&me)
+            .args(["--exact", "env_probe", "--quiet"])
+            .env_remove("AIOLOOP_DEBUG")
+            .env_remove("PYTHONASYNCIODEBUG")
+            .env(var, value)
+            .env("AIOLOOP_ENV_PROBE", want)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{var}={value:?} should leave debug mode {want}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
+    }
+}

@@ -398,3 +398,38 @@ fn random_graphs_report_exactly_the_tasks_nothing_can_wake() {
         );
     }
 }
+
+#[test]
+fn dropping_the_last_outside_handle_of_a_waited_queue_reports_the_waiter_at_the_end_of_that_step() {
+    use aioloop::queue::Queue;
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let seen = reports(&lp);
+    lp.run_until_complete(async move {
+        let routes: Rc<RefCell<HashMap<u32, Queue<&str>>>> = Rc::default();
+        let q = Queue::<&str>::new(0);
+        routes.borrow_mut().insert(9, q.clone());
+        let handler = create_task(async move {
+            while let Ok(msg) = q.get().await {
+                let _ = msg;
+            }
+        })
+        .unwrap();
+        handler.set_name("handler-9");
+        drop(handler);
+        sleep(secs(1)).await.unwrap();
+        assert!(destroyed(&seen).is_empty(), "the map still routes to it");
+        // The dispatcher forgets the id while the handler waits.
+        routes.borrow_mut().remove(&9);
+        assert!(destroyed(&seen).is_empty(), "checked at the end of this step, not inside it");
+        sleep(secs(0)).await.unwrap();
+        let got = destroyed(&seen);
+        assert_eq!(got.len(), 1);
+        assert!(got[0]
+            .detail
+            .as_ref()
+            .unwrap()
+            .starts_with("'handler-9' waits on Queue.get of <Queue maxsize=0 qsize=0>, and nothing can ever wake it"));
+    })
+    .unwrap()
+    .unwrap();
+}

@@ -234,13 +234,17 @@ impl TaskHeader {
         {
             return false;
         }
-        match self.fut_waiter_clone() {
+        // Looked at in place (taken and put back): no clone of the Weak.
+        let fw = self.fut_waiter.take();
+        let maybe = match &fw {
             FutWaiter::Target(w) => w.upgrade().is_some_and(|p| {
                 // Less the reference just made.
                 Rc::strong_count(&p) - 1 <= p.waiters()
             }),
             FutWaiter::Task(_) => true,
-        }
+        };
+        self.fut_waiter.set(fw);
+        maybe
     }
 
     /// A handle of this task is going (`strong`: the task's strong count,

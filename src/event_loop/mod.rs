@@ -289,10 +289,7 @@ impl LoopCore {
     pub(crate) fn drain_remote(&self) {
         self.remote.drain(|item| match item {
             Injected::Wake(id) => self.schedule_task(id),
-            Injected::Call(call) => {
-                let site = call.site();
-                self.ready.push(Handle::once(move || call.run(), site));
-            }
+            Injected::Call(call) => self.ready.push_remote(call),
             Injected::Stop => self.stopping.set(true),
         });
     }

@@ -41,7 +41,7 @@
 
 use std::fmt;
 use std::panic::Location;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use std::rc::Rc;
@@ -54,12 +54,19 @@ use crate::task_slab::TaskId;
 pub mod concurrent;
 mod queue;
 
-use queue::{HandleSlot, LoopSlot, Message, Queue, Taken};
+use queue::{CacheLine, HandleSlot, LoopSlot, Message, Queue, Taken};
 
 thread_local! {
     /// A per-thread address: two live threads never share it. Comparing it
     /// is how a waker tells "on the loop's thread" without asking the OS.
     static THREAD_MARK: u8 = const { 0 };
+}
+
+thread_local! {
+    /// The type name of the `call_soon_threadsafe` callback running on this
+    /// thread, kept for the report if it panics (the callback itself is
+    /// consumed by then).
+    static RUNNING_NAME: std::cell::Cell<&'static str> = const { std::cell::Cell::new("") };
 }
 
 fn thread_mark() -> usize {
@@ -78,11 +85,10 @@ impl RemoteCall {
         self.slot.site()
     }
 
-    /// The callback's Rust type name, once it has been called.
+    /// The callback's Rust type name, after it started running on this
+    /// thread (for the report of its panic).
     pub(crate) fn callback_name(&self) -> &'static str {
-        self.slot
-            .name()
-            .unwrap_or("<call_soon_threadsafe callback>")
+        RUNNING_NAME.with(|n| n.get())
     }
 
     /// A `Handle` that describes this callback (name and site) to the
@@ -108,7 +114,8 @@ impl RemoteCall {
     #[inline]
     pub(crate) fn run(&self) {
         if let Some(f) = self.slot.take() {
-            if transition(self.slot.status(), CallStatus::Ran) {
+            if self.slot.transition(queue::RAN) {
+                RUNNING_NAME.with(|n| n.set(f.name()));
                 f.call();
             }
         }
@@ -121,7 +128,7 @@ impl Drop for RemoteCall {
             return;
         };
         drop(f);
-        if transition(self.slot.status(), CallStatus::Dropped) {
+        if self.slot.transition(queue::DROPPED) {
             let site = self.slot.site();
             log::warn!(
                 target: "asyncio",
@@ -158,7 +165,9 @@ impl From<Taken> for Injected {
 /// The `Send + Sync` part of a loop.
 pub(crate) struct Remote {
     queue: Queue,
-    notified: AtomicBool,
+    /// Read by every post, written once per batch: kept off the lines the
+    /// queue writes on every post.
+    notified: CacheLine<AtomicBool>,
     reactor_wakes: AtomicU64,
     reactor_waker: Arc<mio::Waker>,
     owner_mark: usize,
@@ -169,7 +178,7 @@ impl Remote {
     pub(crate) fn new(reactor_waker: Arc<mio::Waker>) -> Self {
         Remote {
             queue: Queue::new(),
-            notified: AtomicBool::new(false),
+            notified: CacheLine(AtomicBool::new(false)),
             reactor_wakes: AtomicU64::new(0),
             reactor_waker,
             owner_mark: thread_mark(),
@@ -194,7 +203,8 @@ impl Remote {
         // batch is pending the flag is already set, and a plain load keeps
         // the cache line shared between producers instead of bouncing it
         // with a read-modify-write.
-        if !self.notified.load(Ordering::SeqCst) && !self.notified.swap(true, Ordering::SeqCst) {
+        if !self.notified.0.load(Ordering::SeqCst) && !self.notified.0.swap(true, Ordering::SeqCst)
+        {
             self.reactor_wakes.fetch_add(1, Ordering::Relaxed);
             // A failed eventfd write leaves the flag set: the loop still
             // finds the work on its next iteration, it just may wake late.
@@ -213,20 +223,20 @@ impl Remote {
     /// Cheap check: was anything injected since the last drain?
     #[inline]
     pub(crate) fn has_injected(&self) -> bool {
-        self.notified.load(Ordering::Acquire)
+        self.notified.0.load(Ordering::Acquire)
     }
 
     /// Takes every injected item, in arrival order (FIFO per producer).
     /// `f` must not post or drain (it does not: it only queues work).
     pub(crate) fn drain(&self, mut f: impl FnMut(Injected)) {
-        if !self.notified.swap(false, Ordering::SeqCst) {
+        if !self.notified.0.swap(false, Ordering::SeqCst) {
             return;
         }
         if !self.queue.drain(|t| f(t.into())) {
             // A producer claimed a slot and is still writing it: look
             // again next iteration (its own check may have seen the flag
             // set, so it will not wake the reactor).
-            self.notified.store(true, Ordering::SeqCst);
+            self.notified.0.store(true, Ordering::SeqCst);
         }
     }
 
@@ -245,7 +255,7 @@ impl Remote {
     pub(crate) fn close(&self) -> Vec<Injected> {
         let mut left = Vec::new();
         self.queue.close(|t| left.push(t.into()));
-        self.notified.store(false, Ordering::SeqCst);
+        self.notified.0.store(false, Ordering::SeqCst);
         left
     }
 }
@@ -271,24 +281,6 @@ pub enum CallStatus {
     Dropped,
 }
 
-const PENDING: u8 = 0;
-const RAN: u8 = 1;
-const CANCELLED: u8 = 2;
-const DROPPED: u8 = 3;
-
-/// Pending → `to`; false if the callback had already left Pending.
-fn transition(status: &AtomicU8, to: CallStatus) -> bool {
-    let to = match to {
-        CallStatus::Pending => PENDING,
-        CallStatus::Ran => RAN,
-        CallStatus::Cancelled => CANCELLED,
-        CallStatus::Dropped => DROPPED,
-    };
-    status
-        .compare_exchange(PENDING, to, Ordering::AcqRel, Ordering::Acquire)
-        .is_ok()
-}
-
 /// The handle of a `call_soon_threadsafe` callback: `Send + Sync`, and
 /// cancellable from any thread.
 ///
@@ -311,7 +303,7 @@ pub struct ThreadsafeHandle {
 impl ThreadsafeHandle {
     /// Cancels the callback if it has not run yet; true if this call did.
     pub fn cancel(&self) -> bool {
-        transition(self.slot.status(), CallStatus::Cancelled)
+        self.slot.transition(queue::CANCELLED)
     }
 
     /// True once cancelled.
@@ -321,10 +313,10 @@ impl ThreadsafeHandle {
 
     /// What became of the callback.
     pub fn status(&self) -> CallStatus {
-        match self.slot.status().load(Ordering::Acquire) {
-            PENDING => CallStatus::Pending,
-            RAN => CallStatus::Ran,
-            CANCELLED => CallStatus::Cancelled,
+        match self.slot.status() {
+            queue::PENDING => CallStatus::Pending,
+            queue::RAN => CallStatus::Ran,
+            queue::CANCELLED => CallStatus::Cancelled,
             _ => CallStatus::Dropped,
         }
     }

@@ -4,16 +4,15 @@
 //! The layout is crossbeam-channel's unbounded channel
 //! (`src/flavors/list.rs`): a linked list of blocks of `BLOCK_CAP` slots;
 //! producers claim a slot with one compare-and-swap on the tail index, write
-//! it, and set its `full` flag; the producer that claims a block's last slot
+//! it, and set its `FULL` bit; the producer that claims a block's last slot
 //! installs the next block (allocated before the claim, so others wait only
 //! for two stores). Two changes make a post cost no allocation of its own:
 //!
 //! - A slot outlives its message. It keeps the callback's [`CallStatus`]
-//!   (`status`) and creation site after the loop took the message, so the
-//!   slot *is* the state a `ThreadsafeHandle` points to; the callback
-//!   itself stays in the slot until the loop runs it. A block is freed when
-//!   its last reference goes: one per slot for the handle side, one for the
-//!   loop side (see *References*).
+//!   and creation site after the loop took the message, so the slot *is*
+//!   the state a `ThreadsafeHandle` points to; the callback itself stays in
+//!   the slot until the loop runs it. A block is freed when every slot in
+//!   it is dead and the consumer has left it (see *Slot state*).
 //! - Closing is crossbeam's disconnection: `MARK` set on the tail index.
 //!   A claim is a compare-and-swap on that word, so every post is ordered
 //!   before or after the close: before, and the closing drain waits for it
@@ -28,35 +27,47 @@
 //! `0..BLOCK_CAP` are its slots, offset `BLOCK_CAP` means "the next block is
 //! being installed" (producers wait; the consumer steps to `next`).
 //!
-//! # References
+//! # Slot state
 //!
-//! `refs` counts the handle side: one per slot (owned by the slot's
-//! `ThreadsafeHandle`, and its clones, each of which adds one; for a slot
-//! that will have no handle — a task wake, a stop, a slot never claimed — the
-//! consumer or the queue's drop releases it), plus one for the whole loop
-//! side. `loop_refs` counts the loop side: one per slot (released when its
-//! message is finished: a callback run or dropped, a wake taken, a slot
-//! never claimed), plus one while the consumer's head is in the block. The
-//! loop side lives on its own cache line, so the loop's releases do not
-//! bounce the line producers write.
+//! One atomic word per slot, so that everything a post, a cancel, a run
+//! and a handle's drop do to a slot stays on the slot's own cache line:
+//!
+//! - bits 0–1, the status (`PENDING`, `RAN`, `CANCELLED`, `DROPPED`): leaves
+//!   `PENDING` once, by compare-and-swap (run, cancel, drop at close);
+//! - `FULL`: set (release) by the producer once the message is written;
+//!   never cleared;
+//! - `FINISHED`: the loop is done with the slot (its message was taken and
+//!   run or dropped); set once, by the loop;
+//! - `WAKE`, `STOP`: which message the payload holds, set with `FULL`
+//!   (neither: a call);
+//! - bits 6 and up: how many `ThreadsafeHandle`s point at the slot.
+//!
+//! A slot is *dead* once `FINISHED` is set and no handle points at it
+//! (a wake or stop has no handle: it is dead once taken; a slot never
+//! claimed is dead when the queue is dropped). Whoever makes it dead —
+//! usually the loop, as a handle is typically dropped at once — releases
+//! one of the block's `live` count, which starts at `BLOCK_CAP` plus one
+//! for the consumer's head; the last release frees the block. `live` sits
+//! on its own cache line, away from the line producers claim and link on.
 //!
 //! # Invariants
 //!
 //! - A producer dereferences a block only after claiming one of its slots;
 //!   an unfinished slot holds a loop-side reference, so the block is alive.
 //! - The message of a slot is written by exactly one producer, before
-//!   `full` is set (release); it is read or moved out only by the consumer
-//!   (after an acquire load of `full`), or by the holder of that slot's
-//!   [`LoopSlot`], which clears `full` when it moves the message out.
-//! - A block is freed once, by whoever releases its last reference, and only
-//!   when every message has been moved out (the loop side is released last).
+//!   `FULL` is set (release); it is read or moved out only by the consumer
+//!   (after an acquire load of `FULL`), or by the one [`LoopSlot`] made for
+//!   it, which moves it out once.
+//! - A block is freed once, by whoever releases its last `live` count, and
+//!   only when every message has been moved out (a slot is dead only after
+//!   its message is gone).
 
 use std::alloc::{alloc_zeroed, handle_alloc_error, Layout};
-use std::cell::UnsafeCell;
-use std::mem::MaybeUninit;
+use std::cell::{Cell, UnsafeCell};
+use std::mem::{ManuallyDrop, MaybeUninit};
 use std::panic::Location;
 use std::ptr::NonNull;
-use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicPtr, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
@@ -65,7 +76,7 @@ use crate::task_slab::TaskId;
 /// Indices per block: a power of two, so `% LAP` is a mask.
 const LAP: usize = 32;
 /// Slots per block; the last offset of a lap marks "installing the next".
-/// 31 slots of 64 bytes: a block is about 2 KiB, one allocation per 31 posts.
+/// 31 slots of 32 bytes: a block is about 1 KiB, one allocation per 31 posts.
 const BLOCK_CAP: usize = LAP - 1;
 /// Low bits of an index reserved for `MARK`.
 const SHIFT: usize = 1;
@@ -88,7 +99,7 @@ impl<F: FnOnce() + Send + 'static> RemoteFn for F {
     }
 }
 
-/// What a producer puts in a slot.
+/// What a producer posts.
 pub(crate) enum Message {
     /// `call_soon_threadsafe`; a zero-sized closure costs no allocation.
     Call(Box<dyn RemoteFn>),
@@ -106,30 +117,63 @@ pub(crate) enum Taken {
     Stop,
 }
 
+/// Status values (bits 0–1 of a slot's state).
+pub(crate) const PENDING: usize = 0;
+pub(crate) const RAN: usize = 1;
+pub(crate) const CANCELLED: usize = 2;
+pub(crate) const DROPPED: usize = 3;
+const STATUS: usize = 0b11;
+/// The message is written.
+const FULL: usize = 1 << 2;
+/// The loop is done with the slot.
+const FINISHED: usize = 1 << 3;
+/// The message is a task wake (else a call, or a stop).
+const WAKE: usize = 1 << 4;
+/// The message is a stop.
+const STOP: usize = 1 << 5;
+/// One `ThreadsafeHandle` (the count is `state >> HANDLES`).
+const HANDLES: u32 = 6;
+const HANDLE: usize = 1 << HANDLES;
+
 struct Slot {
-    /// The message cell holds a value: set (release) by the producer after
-    /// writing it; cleared by the loop when it moves the callback out.
-    full: AtomicBool,
-    /// A `CallStatus` (`super::PENDING`…), shared with the handle.
-    status: AtomicU8,
+    /// See *Slot state*.
+    state: AtomicUsize,
     /// Written by the producer with the message; read-only afterwards.
     site: UnsafeCell<MaybeUninit<&'static Location<'static>>>,
-    /// Written by the loop just before it calls the callback, so that a
-    /// panic can be reported under the callback's name.
-    name: UnsafeCell<MaybeUninit<&'static str>>,
-    message: UnsafeCell<MaybeUninit<Message>>,
+    /// The message, its kind in `state`: a union, so that a slot is 32
+    /// bytes (an enum of a fat pointer and a `TaskId` would be 24).
+    payload: UnsafeCell<MaybeUninit<Payload>>,
 }
 
-/// Keeps `loop_refs` on a cache line of its own.
+union Payload {
+    call: ManuallyDrop<Box<dyn RemoteFn>>,
+    wake: TaskId,
+}
+
+// Two slots per cache line: the footprint of a queue that grows faster than
+// the loop drains it is what costs (page faults), more than line sharing.
+const _: () = assert!(std::mem::size_of::<Slot>() == 32);
+
+impl Slot {
+    /// Status `PENDING` → `to`, keeping the other bits; false if the
+    /// callback had already left `PENDING`.
+    fn transition(&self, to: usize) -> bool {
+        self.state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                (s & STATUS == PENDING).then_some(s & !STATUS | to)
+            })
+            .is_ok()
+    }
+}
+
+/// Keeps a hot field on a cache line of its own.
 #[repr(align(64))]
-struct CacheLine<T>(T);
+pub(crate) struct CacheLine<T>(pub(crate) T);
 
 struct Block {
     next: AtomicPtr<Block>,
-    /// Handle side, plus one for the loop side (see *References*).
-    refs: AtomicUsize,
-    /// Loop side (see *References*).
-    loop_refs: CacheLine<AtomicUsize>,
+    /// Slots not dead yet, plus one while the consumer's head is here.
+    live: CacheLine<AtomicUsize>,
     slots: [Slot; BLOCK_CAP],
 }
 
@@ -142,72 +186,62 @@ impl Block {
             handle_alloc_error(layout);
         }
         // SAFETY: allocated with `Block`'s layout, as `Box` does, and
-        // all-zero bytes are a valid `Block`: null `next`, zero counters,
-        // empty slots (`full` false, status `PENDING` = 0) and `MaybeUninit`
-        // fields. Zeroed memory, as crossbeam does, spares writing 2 KiB
-        // per block.
+        // all-zero bytes are a valid `Block`: null `next`, empty slots
+        // (status `PENDING`, no bit set) and `MaybeUninit` fields. Zeroed
+        // memory, as crossbeam does, spares writing the block twice.
         let b = unsafe { Box::from_raw(p) };
-        b.refs.store(BLOCK_CAP + 1, Ordering::Relaxed);
-        b.loop_refs.0.store(BLOCK_CAP + 1, Ordering::Relaxed);
+        b.live.0.store(BLOCK_CAP + 1, Ordering::Relaxed);
         b
     }
 
-    /// Releases `n` handle-side references; the last one frees the block.
+    /// Releases `n` of the block's `live` count; the last one frees it.
     ///
     /// # Safety
-    /// `block` is alive and the caller owns `n` handle-side references.
+    /// `block` is alive and the caller owns `n` of its count (`n` slots it
+    /// made dead, or the head).
     unsafe fn release(block: NonNull<Block>, n: usize) {
         if n == 0 {
             return;
         }
         // SAFETY: alive, per the caller.
-        let refs = unsafe { &block.as_ref().refs };
-        if refs.fetch_sub(n, Ordering::Release) == n {
-            // Pairs with the releases of every other reference, as `Arc`.
+        let live = unsafe { &block.as_ref().live.0 };
+        if live.fetch_sub(n, Ordering::Release) == n {
+            // Pairs with every other release, as `Arc`'s drop does.
             fence(Ordering::Acquire);
-            // SAFETY: that was the last reference; blocks come from
-            // `Box::into_raw`; every message was moved out before the loop
-            // side let go (module invariant), and no field needs dropping.
+            // SAFETY: that was the last count; blocks come from
+            // `Box::into_raw`; every message was moved out before its slot
+            // died, and no field needs dropping.
             drop(unsafe { Box::from_raw(block.as_ptr()) });
-        }
-    }
-
-    /// Releases `n` loop-side references; the last one releases the loop
-    /// side's handle-side reference.
-    ///
-    /// # Safety
-    /// `block` is alive and the caller owns `n` loop-side references.
-    unsafe fn release_loop(block: NonNull<Block>, n: usize) {
-        // SAFETY: alive, per the caller.
-        let loop_refs = unsafe { &block.as_ref().loop_refs.0 };
-        if loop_refs.fetch_sub(n, Ordering::Release) == n {
-            fence(Ordering::Acquire);
-            // SAFETY: the loop side owned that reference.
-            unsafe { Block::release(block, 1) }
         }
     }
 }
 
-/// A slot as its `ThreadsafeHandle` sees it: one handle-side reference.
+/// A slot as its `ThreadsafeHandle` sees it: one of the slot's handle count.
 pub(crate) struct HandleSlot {
     block: NonNull<Block>,
     offset: usize,
 }
 
-// SAFETY: through a `HandleSlot`, only the atomic `status`, the read-only
-// `site` and the atomic `refs` are touched.
+// SAFETY: through a `HandleSlot`, only the atomic `state`, the read-only
+// `site` and the atomic `live` are touched.
 unsafe impl Send for HandleSlot {}
 // SAFETY: as above.
 unsafe impl Sync for HandleSlot {}
 
 impl HandleSlot {
     fn slot(&self) -> &Slot {
-        // SAFETY: this reference keeps the block alive.
+        // SAFETY: a handle keeps its slot from dying, so the block is alive.
         unsafe { &self.block.as_ref().slots[self.offset] }
     }
 
-    pub(crate) fn status(&self) -> &AtomicU8 {
-        &self.slot().status
+    /// The status bits (`PENDING`…).
+    pub(crate) fn status(&self) -> usize {
+        self.slot().state.load(Ordering::Acquire) & STATUS
+    }
+
+    /// `PENDING` → `to` (a cancel); false if it had left `PENDING`.
+    pub(crate) fn transition(&self, to: usize) -> bool {
+        self.slot().transition(to)
     }
 
     pub(crate) fn site(&self) -> &'static Location<'static> {
@@ -219,10 +253,12 @@ impl HandleSlot {
 
 impl Clone for HandleSlot {
     fn clone(&self) -> Self {
-        // SAFETY: alive (we hold a reference). Relaxed as `Arc::clone`.
-        unsafe { self.block.as_ref() }
-            .refs
-            .fetch_add(1, Ordering::Relaxed);
+        // Relaxed, as `Arc::clone`: the new handle is made from a live one.
+        let old = self.slot().state.fetch_add(HANDLE, Ordering::Relaxed);
+        if old > usize::MAX / 2 {
+            // As `Arc`: billions of leaked clones; do not wrap around.
+            std::process::abort();
+        }
         HandleSlot {
             block: self.block,
             offset: self.offset,
@@ -232,83 +268,79 @@ impl Clone for HandleSlot {
 
 impl Drop for HandleSlot {
     fn drop(&mut self) {
-        // SAFETY: we own one handle-side reference.
-        unsafe { Block::release(self.block, 1) }
+        let old = self.slot().state.fetch_sub(HANDLE, Ordering::AcqRel);
+        if old & FINISHED != 0 && old >> HANDLES == 1 {
+            // The last handle of a finished slot: it is dead, and ours.
+            // SAFETY: the block is alive until this release.
+            unsafe { Block::release(self.block, 1) }
+        }
     }
 }
 
 /// A callback's slot as the loop holds it, from the drain until the
-/// callback has run or been dropped: one loop-side reference. Not `Send`:
-/// it stays on the thread that drained it.
+/// callback has run or been dropped: it keeps the slot from dying. Not
+/// `Send`: it stays on the thread that drained it.
 pub(crate) struct LoopSlot {
     block: NonNull<Block>,
-    offset: usize,
+    offset: u32,
+    /// The callback was moved out of the slot.
+    taken: Cell<bool>,
 }
 
 impl LoopSlot {
     fn slot(&self) -> &Slot {
-        // SAFETY: this reference keeps the block alive.
-        unsafe { &self.block.as_ref().slots[self.offset] }
+        // SAFETY: the slot is not `FINISHED` while this exists, so it is
+        // not dead and the block is alive.
+        unsafe { &self.block.as_ref().slots[self.offset as usize] }
     }
 
-    pub(crate) fn status(&self) -> &AtomicU8 {
-        &self.slot().status
+    /// `PENDING` → `to` (run, dropped); false if it had left `PENDING`.
+    pub(crate) fn transition(&self, to: usize) -> bool {
+        self.slot().transition(to)
     }
 
     pub(crate) fn site(&self) -> &'static Location<'static> {
-        // SAFETY: written before `full` was set, which the drain saw.
+        // SAFETY: written before `FULL` was set, which the drain acquired.
         unsafe { (*self.slot().site.get()).assume_init() }
     }
 
     /// Moves the callback out of the slot; `None` the second time.
+    #[inline]
     pub(crate) fn take(&self) -> Option<Box<dyn RemoteFn>> {
-        let slot = self.slot();
-        if !slot.full.load(Ordering::Relaxed) {
+        if self.taken.replace(true) {
             return None;
         }
-        slot.full.store(false, Ordering::Relaxed);
-        // SAFETY: `full` was set (the drain acquired it) and only this
-        // `LoopSlot` reads the message; clearing `full` first makes this the
-        // one move out. The drain made a `LoopSlot` only for a `Call`.
-        match unsafe { (*slot.message.get()).assume_init_read() } {
-            Message::Call(f) => {
-                // SAFETY: only this `LoopSlot` touches `name`.
-                unsafe { (*slot.name.get()).write(f.name()) };
-                Some(f)
-            }
-            Message::Wake(_) | Message::Stop => unreachable!("a LoopSlot holds a call"),
-        }
-    }
-
-    /// The callback's type name, once [`take`](Self::take) has run.
-    pub(crate) fn name(&self) -> Option<&'static str> {
-        if self.slot().full.load(Ordering::Relaxed) {
-            return None;
-        }
-        // SAFETY: `full` is clear, so `take` wrote the name.
-        Some(unsafe { (*self.slot().name.get()).assume_init() })
+        // SAFETY: `FULL` was acquired by the drain, which made this
+        // `LoopSlot` for a call and no other (so `call` is the field
+        // written); `taken` makes this the one move out.
+        Some(unsafe {
+            ManuallyDrop::into_inner((*self.slot().payload.get()).assume_init_read().call)
+        })
     }
 }
 
 impl Drop for LoopSlot {
     fn drop(&mut self) {
-        // The owner (`RemoteCall`) took the callback, or reported and
+        // The owner (`RemoteCall`) ran the callback, or reported and
         // dropped it, before this runs.
-        debug_assert!(!self.slot().full.load(Ordering::Relaxed));
-        // SAFETY: we own one loop-side reference.
-        unsafe { Block::release_loop(self.block, 1) }
+        debug_assert!(self.taken.get());
+        let old = self.slot().state.fetch_or(FINISHED, Ordering::AcqRel);
+        if old >> HANDLES == 0 {
+            // No handle left: the slot is dead, and ours to count.
+            // SAFETY: the block is alive until this release.
+            unsafe { Block::release(self.block, 1) }
+        }
     }
 }
 
 /// The consumer's position; behind a mutex, taken once per drain.
 struct Head {
     index: usize,
-    /// The block holding `index`; the head owns one of its loop-side
-    /// references.
+    /// The block holding `index`; the head owns one of its `live` count.
     block: NonNull<Block>,
-    /// Slots of `block` taken that have no handle (wakes, stops): their
-    /// references are released together when the head leaves the block.
-    handleless: usize,
+    /// Slots of `block` taken and dead at once (wakes, stops): released
+    /// together when the head leaves the block.
+    dead: usize,
 }
 
 // SAFETY: `Head` is only reached through the queue's mutex.
@@ -327,22 +359,30 @@ fn backoff(spins: &mut u32) {
 }
 
 pub(crate) struct Queue {
-    tail_index: AtomicUsize,
-    tail_block: AtomicPtr<Block>,
-    head: Mutex<Head>,
+    /// Producers' line: claimed by compare-and-swap on every post.
+    tail: CacheLine<Tail>,
+    /// The consumer's line.
+    head: CacheLine<Mutex<Head>>,
+}
+
+struct Tail {
+    index: AtomicUsize,
+    block: AtomicPtr<Block>,
 }
 
 impl Queue {
     pub(crate) fn new() -> Self {
         let first = NonNull::from(Box::leak(Block::new()));
         Queue {
-            tail_index: AtomicUsize::new(0),
-            tail_block: AtomicPtr::new(first.as_ptr()),
-            head: Mutex::new(Head {
+            tail: CacheLine(Tail {
+                index: AtomicUsize::new(0),
+                block: AtomicPtr::new(first.as_ptr()),
+            }),
+            head: CacheLine(Mutex::new(Head {
                 index: 0,
                 block: first,
-                handleless: 0,
-            }),
+                dead: 0,
+            })),
         }
     }
 
@@ -358,8 +398,8 @@ impl Queue {
         message: Message,
     ) -> Result<Option<HandleSlot>, Message> {
         let mut spins = 0;
-        let mut tail = self.tail_index.load(Ordering::Acquire);
-        let mut block = self.tail_block.load(Ordering::Acquire);
+        let mut tail = self.tail.0.index.load(Ordering::Acquire);
+        let mut block = self.tail.0.block.load(Ordering::Acquire);
         let mut next_block: Option<Box<Block>> = None;
         loop {
             if tail & MARK != 0 {
@@ -369,14 +409,14 @@ impl Queue {
             if offset == BLOCK_CAP {
                 // Another producer is installing the next block.
                 backoff(&mut spins);
-                tail = self.tail_index.load(Ordering::Acquire);
-                block = self.tail_block.load(Ordering::Acquire);
+                tail = self.tail.0.index.load(Ordering::Acquire);
+                block = self.tail.0.block.load(Ordering::Acquire);
                 continue;
             }
             if offset + 1 == BLOCK_CAP && next_block.is_none() {
                 next_block = Some(Block::new());
             }
-            match self.tail_index.compare_exchange_weak(
+            match self.tail.0.index.compare_exchange_weak(
                 tail,
                 tail + (1 << SHIFT),
                 Ordering::SeqCst,
@@ -385,7 +425,7 @@ impl Queue {
                 Ok(_) => break,
                 Err(t) => {
                     tail = t;
-                    block = self.tail_block.load(Ordering::Acquire);
+                    block = self.tail.0.block.load(Ordering::Acquire);
                     std::hint::spin_loop();
                 }
             }
@@ -398,24 +438,40 @@ impl Queue {
         let b = unsafe { &*block };
         if offset + 1 == BLOCK_CAP {
             let next = Box::into_raw(next_block.take().expect("allocated before the claim"));
-            self.tail_block.store(next, Ordering::Release);
-            self.tail_index.fetch_add(1 << SHIFT, Ordering::Release);
+            self.tail.0.block.store(next, Ordering::Release);
+            self.tail.0.index.fetch_add(1 << SHIFT, Ordering::Release);
             b.next.store(next, Ordering::Release);
         }
         let slot = &b.slots[offset];
-        let is_call = matches!(message, Message::Call(_));
-        // SAFETY: the slot is ours until `full` is set; nobody reads it before.
+        let (payload, kind) = match message {
+            Message::Call(f) => (
+                Some(Payload {
+                    call: ManuallyDrop::new(f),
+                }),
+                0,
+            ),
+            Message::Wake(id) => (Some(Payload { wake: id }), WAKE),
+            Message::Stop => (None, STOP),
+        };
+        let is_call = kind == 0;
+        // SAFETY: the slot is ours until `FULL` is set; nobody reads it before.
         unsafe {
             (*slot.site.get()).write(site);
-            (*slot.message.get()).write(message);
+            if let Some(payload) = payload {
+                (*slot.payload.get()).write(payload);
+            }
         }
+        // The slot's state is still all zero (nobody else touches an
+        // unwritten slot): one store publishes the message and, for a call,
+        // the handle returned below.
         let handle = is_call.then(|| HandleSlot {
             block: NonNull::from(b),
             offset,
         });
+        let state = if is_call { FULL | HANDLE } else { FULL | kind };
         // After this store the block may be freed by others, unless `handle`
         // holds it: nothing below touches it.
-        slot.full.store(true, Ordering::Release);
+        slot.state.store(state, Ordering::Release);
         Ok(handle)
     }
 
@@ -427,8 +483,8 @@ impl Queue {
     /// The tail is read with `SeqCst` after the caller's `SeqCst` reset of
     /// the wake-up flag (see `Remote::drain`).
     pub(crate) fn drain(&self, f: impl FnMut(Taken)) -> bool {
-        let mut head = self.head.lock();
-        let tail = self.tail_index.load(Ordering::SeqCst) & !MARK;
+        let mut head = self.head.0.lock();
+        let tail = self.tail.0.index.load(Ordering::SeqCst) & !MARK;
         Self::take_until(&mut head, tail, false, f)
     }
 
@@ -436,20 +492,20 @@ impl Queue {
     /// waiting for the writes of pushes that claimed a slot before.
     pub(crate) fn close(&self, f: impl FnMut(Taken)) {
         let mut spins = 0;
-        let mut tail = self.tail_index.fetch_or(MARK, Ordering::SeqCst);
+        let mut tail = self.tail.0.index.fetch_or(MARK, Ordering::SeqCst);
         // A block installation in progress ends by moving the index past
         // the lap's end; wait for it, so that `tail` names a real slot.
         while (tail >> SHIFT) % LAP == BLOCK_CAP {
             backoff(&mut spins);
-            tail = self.tail_index.load(Ordering::SeqCst);
+            tail = self.tail.0.index.load(Ordering::SeqCst);
         }
-        let mut head = self.head.lock();
+        let mut head = self.head.0.lock();
         let done = Self::take_until(&mut head, tail & !MARK, true, f);
         debug_assert!(done);
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        self.tail_index.load(Ordering::SeqCst) & MARK != 0
+        self.tail.0.index.load(Ordering::SeqCst) & MARK != 0
     }
 
     fn take_until(head: &mut Head, tail: usize, wait: bool, mut f: impl FnMut(Taken)) -> bool {
@@ -469,39 +525,38 @@ impl Queue {
                     continue;
                 };
                 let old = std::mem::replace(&mut head.block, next);
-                let handleless = std::mem::take(&mut head.handleless);
-                // SAFETY: the head owned one loop-side reference to `old`,
-                // and each handleless slot one of each side.
-                unsafe {
-                    Block::release(old, handleless);
-                    Block::release_loop(old, 1 + handleless);
-                }
+                let dead = std::mem::take(&mut head.dead);
+                // SAFETY: the head owned one of `old`'s count, and one per
+                // slot it made dead.
+                unsafe { Block::release(old, 1 + dead) };
                 head.index = head.index.wrapping_add(1 << SHIFT);
                 continue;
             }
             let slot = &block.slots[offset];
-            if !slot.full.load(Ordering::Acquire) {
+            let state = slot.state.load(Ordering::Acquire);
+            if state & FULL == 0 {
                 if !wait {
                     return false;
                 }
                 backoff(&mut spins);
                 continue;
             }
-            // SAFETY: `full` (acquired) says the message is written; the
-            // consumer visits each slot once. A `Call` stays in place for
-            // its `LoopSlot`; the others are `Copy` data, read out here.
-            let taken = match unsafe { (*slot.message.get()).assume_init_ref() } {
-                Message::Call(_) => Taken::Call(LoopSlot {
+            let taken = if state & (WAKE | STOP) == 0 {
+                // The call stays in place for its `LoopSlot`.
+                Taken::Call(LoopSlot {
                     block: head.block,
-                    offset,
-                }),
-                Message::Wake(id) => {
-                    head.handleless += 1;
-                    Taken::Wake(*id)
-                }
-                Message::Stop => {
-                    head.handleless += 1;
+                    offset: offset as u32,
+                    taken: Cell::new(false),
+                })
+            } else {
+                // A wake or a stop has no handle: dead once taken.
+                head.dead += 1;
+                if state & STOP != 0 {
                     Taken::Stop
+                } else {
+                    // SAFETY: `FULL` (acquired) says the payload is
+                    // written, and `WAKE` that it is `wake` (plain data).
+                    Taken::Wake(unsafe { (*slot.payload.get()).assume_init_ref().wake })
                 }
             };
             head.index = head.index.wrapping_add(1 << SHIFT);
@@ -515,17 +570,14 @@ impl Drop for Queue {
     /// Frees what the queue still holds. The owner closed it first, so
     /// everything posted was taken; no producer can be running (`&mut`).
     fn drop(&mut self) {
-        let tail = *self.tail_index.get_mut() & !MARK;
-        let head = self.head.get_mut();
+        let tail = *self.tail.0.index.get_mut() & !MARK;
+        let head = self.head.0.get_mut();
         debug_assert_eq!(head.index >> SHIFT, tail >> SHIFT, "close() drains");
         let offset = (head.index >> SHIFT) % LAP;
-        // Slots never claimed hold one reference of each side.
+        // Slots never claimed die with the queue.
         let unclaimed = BLOCK_CAP.saturating_sub(offset);
-        // SAFETY: the head owns a loop-side reference; the unclaimed and
-        // handleless slots own one of each side.
-        unsafe {
-            Block::release(head.block, unclaimed + head.handleless);
-            Block::release_loop(head.block, 1 + unclaimed + head.handleless);
-        }
+        // SAFETY: the head owns one of the block's count, and one per slot
+        // it made dead or that was never claimed.
+        unsafe { Block::release(head.block, 1 + unclaimed + head.dead) };
     }
 }

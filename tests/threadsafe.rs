@@ -681,3 +681,41 @@ fn a_panicking_threadsafe_callback_is_reported_under_its_name_and_site() {
     );
     assert!(seen.contains("remote boom"), "{seen}");
 }
+
+#[test]
+fn call_soon_runs_after_every_earlier_post_even_when_they_exceed_one_drain() {
+    // The loop moves a bounded batch of injected items per iteration; a
+    // call_soon still drains the rest first, so asyncio's one FIFO holds.
+    const POSTS: usize = 5_000;
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let o = order.clone();
+    let l = lp.loop_ref();
+    // Queued first: runs in the first iteration, after the first batch of
+    // posts was drained and while the rest still wait.
+    lp.call_soon(move || {
+        let o2 = o.clone();
+        l.call_soon(move || o2.lock().unwrap().push(usize::MAX))
+            .unwrap();
+    })
+    .unwrap();
+    // Stops once everything ran (the virtual clock jumps to it); unlike a
+    // call_soon, scheduling it drains nothing.
+    let l = lp.loop_ref();
+    lp.call_later(Duration::from_secs(3600), move || l.stop())
+        .unwrap();
+    let (door, o) = (lp.loop_handle(), order.clone());
+    thread::spawn(move || {
+        for i in 0..POSTS {
+            let o = o.clone();
+            door.call_soon_threadsafe(move || o.lock().unwrap().push(i))
+                .unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+    lp.run_forever().unwrap();
+    let order = order.lock().unwrap();
+    let want: Vec<usize> = (0..POSTS).chain([usize::MAX]).collect();
+    assert_eq!(*order, want);
+}

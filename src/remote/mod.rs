@@ -228,14 +228,22 @@ impl Remote {
 
     /// Takes every injected item, in arrival order (FIFO per producer).
     /// `f` must not post or drain (it does not: it only queues work).
-    pub(crate) fn drain(&self, mut f: impl FnMut(Injected)) {
+    #[cfg(test)]
+    pub(crate) fn drain(&self, f: impl FnMut(Injected)) {
+        self.drain_at_most(usize::MAX, f)
+    }
+
+    /// As [`drain`](Self::drain), but takes at most `limit` items; the
+    /// rest stay queued, and `has_injected` stays true.
+    pub(crate) fn drain_at_most(&self, limit: usize, mut f: impl FnMut(Injected)) {
         if !self.notified.0.swap(false, Ordering::SeqCst) {
             return;
         }
-        if !self.queue.drain(|t| f(t.into())) {
-            // A producer claimed a slot and is still writing it: look
-            // again next iteration (its own check may have seen the flag
-            // set, so it will not wake the reactor).
+        if !self.queue.drain(limit, |t| f(t.into())) {
+            // Items left over, or a producer claimed a slot and is still
+            // writing it: look again next iteration (that producer's own
+            // check may have seen the flag set, so it will not wake the
+            // reactor).
             self.notified.0.store(true, Ordering::SeqCst);
         }
     }

@@ -553,17 +553,17 @@ impl Queue {
         Ok(handle)
     }
 
-    /// Takes every message posted so far, in order, and gives it to `f`
-    /// (which must not use the queue). Returns false if it stopped early at
-    /// a slot a producer claimed but has not finished writing: the caller
-    /// must look again soon.
+    /// Takes the messages posted so far, in order, at most `limit` of them,
+    /// and gives them to `f` (which must not use the queue). Returns false
+    /// if it stopped early — at the limit, or at a slot a producer claimed
+    /// but has not finished writing: the caller must look again soon.
     ///
     /// The tail is read with `SeqCst` after the caller's `SeqCst` reset of
     /// the wake-up flag (see `Remote::drain`).
-    pub(crate) fn drain(&self, f: impl FnMut(Taken)) -> bool {
+    pub(crate) fn drain(&self, limit: usize, f: impl FnMut(Taken)) -> bool {
         let mut head = self.head.0.lock();
         let tail = self.tail.0.index.load(Ordering::SeqCst) & !MARK;
-        Self::take_until(&mut head, tail, false, f)
+        Self::take_until(&mut head, tail, false, limit, f)
     }
 
     /// Closes the queue (later pushes fail) and takes what it holds,
@@ -578,7 +578,7 @@ impl Queue {
             tail = self.tail.0.index.load(Ordering::SeqCst);
         }
         let mut head = self.head.0.lock();
-        let done = Self::take_until(&mut head, tail & !MARK, true, f);
+        let done = Self::take_until(&mut head, tail & !MARK, true, usize::MAX, f);
         debug_assert!(done);
     }
 
@@ -586,9 +586,18 @@ impl Queue {
         self.tail.0.index.load(Ordering::SeqCst) & MARK != 0
     }
 
-    fn take_until(head: &mut Head, tail: usize, wait: bool, mut f: impl FnMut(Taken)) -> bool {
+    fn take_until(
+        head: &mut Head,
+        tail: usize,
+        wait: bool,
+        mut limit: usize,
+        mut f: impl FnMut(Taken),
+    ) -> bool {
         let mut spins = 0;
         while head.index >> SHIFT != tail >> SHIFT {
+            if limit == 0 {
+                return false;
+            }
             let offset = (head.index >> SHIFT) % LAP;
             // SAFETY: the head owns a loop-side reference to its block.
             let block = unsafe { head.block.as_ref() };
@@ -638,6 +647,7 @@ impl Queue {
                 }
             };
             head.index = head.index.wrapping_add(1 << SHIFT);
+            limit -= 1;
             f(taken);
         }
         true

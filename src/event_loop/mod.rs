@@ -295,7 +295,7 @@ impl LoopCore {
     pub(crate) fn drain_remote_at_most(&self, limit: usize) {
         self.remote.drain_at_most(limit, |item| match item {
             Injected::Wake(id) => self.schedule_task(id),
-            Injected::Call(call) => self.ready.push_remote(call),
+            Injected::Call(call) => self.ready.push(call.into_handle()),
             Injected::Stop => self.stopping.set(true),
         });
     }

@@ -35,7 +35,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use super::exceptions::ExceptionContext;
-use super::ready::Ready;
+use super::handle::Handle;
 use super::{LoopCore, LoopRef};
 use crate::errors::{LoopError, PanicError};
 
@@ -174,40 +174,28 @@ impl LoopCore {
     fn run_ready(self: &Rc<Self>) {
         let ntodo = self.ready.len();
         for _ in 0..ntodo {
-            let Some(entry) = self.ready.pop() else {
+            let Some(handle) = self.ready.pop() else {
                 break;
             };
-            if let Ready::Local(handle) = &entry {
-                if handle.cancelled() {
-                    continue;
-                }
+            if handle.cancelled() {
+                continue;
             }
-            self.run_handle(&entry);
+            self.run_handle(&handle);
         }
     }
 
     /// The one place where user callbacks are entered. A panic is caught
     /// here and handed to the exception handler; the loop goes on.
-    /// (A `call_soon_threadsafe` callback checks its own cancellation, which
-    /// may race with another thread, as it runs.)
     #[inline]
-    fn run_handle(self: &Rc<Self>, entry: &Ready) {
-        let run = || match entry {
-            Ready::Local(handle) => handle.invoke(),
-            Ready::Remote(call) => call.run(),
-        };
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(run)) {
-            self.callback_panicked(entry, PanicError::new(payload));
+    fn run_handle(self: &Rc<Self>, handle: &Handle) {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| handle.invoke())) {
+            self.callback_panicked(handle, PanicError::new(payload));
         }
     }
 
     #[cold]
-    fn callback_panicked(self: &Rc<Self>, entry: &Ready, panic: PanicError) {
-        let handle = match entry {
-            Ready::Local(handle) => handle.clone(),
-            Ready::Remote(call) => call.report_handle(),
-        };
-        let context = ExceptionContext::callback_panicked(&handle, panic);
+    fn callback_panicked(self: &Rc<Self>, handle: &Handle, panic: PanicError) {
+        let context = ExceptionContext::callback_panicked(handle, panic);
         LoopRef { core: self.clone() }.call_exception_handler(&context);
     }
 

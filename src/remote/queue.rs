@@ -366,6 +366,16 @@ impl LoopSlot {
         unsafe { (*self.slot().site.get()).assume_init() }
     }
 
+    /// The callback's type name while it is still in the slot.
+    pub(crate) fn name(&self) -> Option<&'static str> {
+        if self.taken.get() {
+            return None;
+        }
+        // SAFETY: not taken, so the slot holds this call's callback (see
+        // `take`); only this `LoopSlot` reads it.
+        Some(unsafe { (*self.slot().payload.get()).assume_init_ref().call.name() })
+    }
+
     /// Moves the callback out of the slot; `None` the second time.
     #[inline]
     pub(crate) fn take(&self) -> Option<Box<dyn RemoteFn>> {

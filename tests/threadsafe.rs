@@ -441,3 +441,281 @@ fn no_wakeup_is_lost_while_the_loop_blocks_in_poll() {
     lp.run_forever().unwrap();
     producer.join().unwrap();
 }
+
+// ------------------------------------------------- the injection queue's slots
+//
+// A `ThreadsafeHandle` points into the injection queue's slot, whose block
+// lives as long as a handle or the loop needs it. These tests run under
+// valgrind in CI (`.ci/run`): a block freed too early, or never, shows there.
+
+/// Rounds for the stress tests below: lowered under valgrind.
+fn stress_rounds(default: usize) -> usize {
+    std::env::var("AIOLOOP_STRESS_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(default, |r: usize| r.min(default))
+}
+
+#[test]
+fn handles_outlive_their_loop_and_are_read_and_dropped_on_other_threads() {
+    // More posts than one block holds, so that several blocks are shared by
+    // handles on several threads when the loop goes away.
+    let lp = EventLoop::new().unwrap();
+    let door = lp.loop_handle();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let mut handles = Vec::new();
+    for i in 0..200 {
+        let r = ran.clone();
+        handles.push(
+            door.call_soon_threadsafe(move || {
+                r.fetch_add(1, Ordering::Relaxed);
+            })
+            .unwrap(),
+        );
+        if i % 3 == 0 {
+            handles.push(handles.last().unwrap().clone());
+        }
+    }
+    // Half of them run; the rest are still queued when the loop closes.
+    handles[150].cancel();
+    lp.run_until_complete(async {}).unwrap().unwrap();
+    let before_close = ran.load(Ordering::Relaxed);
+    assert_eq!(before_close, 199, "all but the cancelled one ran");
+    for i in 0..50 {
+        let r = ran.clone();
+        handles.push(
+            door.call_soon_threadsafe(move || {
+                r.fetch_add(1, Ordering::Relaxed);
+            })
+            .unwrap(),
+        );
+        if i == 7 {
+            assert!(handles.last().unwrap().cancel());
+        }
+    }
+    drop(lp);
+    assert!(door.call_soon_threadsafe(|| {}).is_err());
+    drop(door);
+    // The loop is gone; the handles still answer, from any thread.
+    let (a, b): (Vec<_>, Vec<_>) = handles
+        .into_iter()
+        .enumerate()
+        .partition(|(i, _)| i % 2 == 0);
+    let workers: Vec<_> = [a, b]
+        .into_iter()
+        .map(|part| {
+            thread::spawn(move || {
+                part.iter()
+                    .map(|(_, h)| (h.status(), format!("{h:?}")))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let seen: Vec<_> = workers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    let count = |s| seen.iter().filter(|(st, _)| *st == s).count();
+    assert_eq!(count(CallStatus::Pending), 0);
+    assert_eq!(count(CallStatus::Cancelled), 2);
+    assert_eq!(count(CallStatus::Dropped), 49);
+    assert_eq!(ran.load(Ordering::Relaxed), before_close);
+    assert!(seen[0]
+        .1
+        .starts_with("<ThreadsafeHandle Ran at tests/threadsafe.rs:"));
+}
+
+#[test]
+fn cancels_racing_the_loop_from_other_threads_decide_exactly_once() {
+    // Each callback either runs (and its handle says Ran, and cancel()
+    // returned false) or is cancelled (cancel() returned true, it never
+    // runs): never both, never neither.
+    const POSTS: usize = 20_000;
+    let posts = stress_rounds(POSTS);
+    let lp = EventLoop::new().unwrap();
+    let door = lp.loop_handle();
+    let ran = Arc::new(Mutex::new(vec![false; posts]));
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, aioloop::ThreadsafeHandle)>();
+    let poster = {
+        let (door, ran) = (door.clone(), ran.clone());
+        thread::spawn(move || {
+            for i in 0..posts {
+                let r = ran.clone();
+                let h = door
+                    .call_soon_threadsafe(move || r.lock().unwrap()[i] = true)
+                    .unwrap();
+                tx.send((i, h)).unwrap();
+            }
+        })
+    };
+    let canceller = thread::spawn(move || {
+        let mut won = vec![false; posts];
+        let mut kept = Vec::new();
+        for (i, h) in rx {
+            if i % 2 == 0 {
+                won[i] = h.cancel();
+            }
+            // Keep every fourth handle past the loop's run; drop the others
+            // here, racing the loop.
+            if i % 4 == 0 {
+                kept.push((i, h));
+            }
+        }
+        door.stop().unwrap();
+        (won, kept)
+    });
+    lp.run_forever().unwrap();
+    poster.join().unwrap();
+    let (won, kept) = canceller.join().unwrap();
+    lp.run_until_complete(async {}).unwrap().unwrap();
+    let ran = ran.lock().unwrap();
+    for i in 0..posts {
+        assert!(!(ran[i] && won[i]), "post {i} ran although its cancel won");
+        if i % 2 == 1 {
+            assert!(ran[i], "post {i} was never cancelled, yet did not run");
+        }
+    }
+    for (i, h) in kept {
+        let want = if won[i] {
+            CallStatus::Cancelled
+        } else {
+            CallStatus::Ran
+        };
+        assert_eq!(h.status(), want, "post {i}");
+        assert_eq!(ran[i], !won[i]);
+    }
+}
+
+#[test]
+fn posts_from_many_threads_while_a_task_waits_on_another_thread() {
+    // Calls and their handles from four threads, through many blocks of the
+    // queue, while a task waits for a future run for another thread (whose
+    // result and the task's wakes cross the same queue); every call runs
+    // once, and the handles kept say so.
+    let rounds = stress_rounds(20_000);
+    let lp = EventLoop::new().unwrap();
+    let total = Arc::new(AtomicUsize::new(0));
+    let done = lp
+        .run_until_complete({
+            let total = total.clone();
+            async move {
+                let door = aioloop::get_running_loop().unwrap().loop_handle();
+                let workers: Vec<_> = (0..4)
+                    .map(|_| {
+                        let (door, total) = (door.clone(), total.clone());
+                        thread::spawn(move || {
+                            let mut kept = Vec::new();
+                            for i in 0..rounds {
+                                let t = total.clone();
+                                let h = door
+                                    .call_soon_threadsafe(move || {
+                                        t.fetch_add(1, Ordering::Relaxed);
+                                    })
+                                    .unwrap();
+                                if i % 7 == 0 {
+                                    kept.push(h);
+                                }
+                            }
+                            kept
+                        })
+                    })
+                    .collect();
+                let (tx, rx) = std::sync::mpsc::channel::<()>();
+                let waker_thread = {
+                    let fut = door.run_coroutine_threadsafe(async { 1u8 }).unwrap();
+                    thread::spawn(move || {
+                        let r = fut.result(Some(LONG));
+                        tx.send(()).unwrap();
+                        r
+                    })
+                };
+                let mut kept = Vec::new();
+                for w in workers {
+                    kept.extend(blocking_join(w).await);
+                }
+                assert!(matches!(blocking_join(waker_thread).await, Ok(1)));
+                rx.recv().unwrap();
+                kept
+            }
+        })
+        .unwrap()
+        .unwrap();
+    lp.run_until_complete(async {}).unwrap().unwrap();
+    assert_eq!(total.load(Ordering::Relaxed), 4 * rounds);
+    assert!(done.iter().all(|h| h.status() == CallStatus::Ran));
+}
+
+/// Waits for a thread without blocking the loop: polls `is_finished`
+/// between short sleeps on the loop's clock.
+async fn blocking_join<T>(t: thread::JoinHandle<T>) -> T {
+    while !t.is_finished() {
+        sleep(Duration::from_micros(200)).await.unwrap();
+    }
+    t.join().unwrap()
+}
+
+#[test]
+fn a_panicking_threadsafe_callback_is_reported_under_its_name_and_site() {
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let seen = Arc::new(Mutex::new(String::new()));
+    let s = seen.clone();
+    lp.set_exception_handler(Some(std::rc::Rc::new(move |_lp, ctx| {
+        *s.lock().unwrap() = ctx.to_string();
+    })));
+    let door = lp.loop_handle();
+    let line = line!() + 2;
+    let worker = thread::spawn(move || {
+        door.call_soon_threadsafe(|| panic!("remote boom")).unwrap();
+    });
+    worker.join().unwrap();
+    lp.call_soon(stopper(&lp)).unwrap();
+    lp.run_forever().unwrap();
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen.starts_with("Exception in callback threadsafe::"),
+        "{seen}"
+    );
+    assert!(
+        seen.contains(&format!("tests/threadsafe.rs:{line}")),
+        "{seen}"
+    );
+    assert!(seen.contains("remote boom"), "{seen}");
+}
+
+#[test]
+fn call_soon_runs_after_every_earlier_post_even_when_they_exceed_one_drain() {
+    // The loop moves a bounded batch of injected items per iteration; a
+    // call_soon still drains the rest first, so asyncio's one FIFO holds.
+    const POSTS: usize = 5_000;
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let o = order.clone();
+    let l = lp.loop_ref();
+    // Queued first: runs in the first iteration, after the first batch of
+    // posts was drained and while the rest still wait.
+    lp.call_soon(move || {
+        let o2 = o.clone();
+        l.call_soon(move || o2.lock().unwrap().push(usize::MAX))
+            .unwrap();
+    })
+    .unwrap();
+    // Stops once everything ran (the virtual clock jumps to it); unlike a
+    // call_soon, scheduling it drains nothing.
+    let l = lp.loop_ref();
+    lp.call_later(Duration::from_secs(3600), move || l.stop())
+        .unwrap();
+    let (door, o) = (lp.loop_handle(), order.clone());
+    thread::spawn(move || {
+        for i in 0..POSTS {
+            let o = o.clone();
+            door.call_soon_threadsafe(move || o.lock().unwrap().push(i))
+                .unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+    lp.run_forever().unwrap();
+    let order = order.lock().unwrap();
+    let want: Vec<usize> = (0..POSTS).chain([usize::MAX]).collect();
+    assert_eq!(*order, want);
+}

@@ -1,0 +1,687 @@
+//! The injection queue: an unbounded multi-producer, single-consumer FIFO
+//! whose slots are also the shared state of the `ThreadsafeHandle`s.
+//!
+//! The layout is crossbeam-channel's unbounded channel
+//! (`src/flavors/list.rs`): a linked list of blocks of `BLOCK_CAP` slots;
+//! producers claim a slot with one compare-and-swap on the tail index, write
+//! it, and set its `FULL` bit; the producer that claims a block's last slot
+//! installs the next block (allocated before the claim, so others wait only
+//! for two stores). Two changes make a post cost no allocation of its own:
+//!
+//! - A slot outlives its message. It keeps the callback's [`CallStatus`]
+//!   and creation site after the loop took the message, so the slot *is*
+//!   the state a `ThreadsafeHandle` points to; the callback itself stays in
+//!   the slot until the loop runs it. A block is freed when every slot in
+//!   it is dead and the consumer has left it (see *Slot state*).
+//! - Closing is crossbeam's disconnection: `MARK` set on the tail index.
+//!   A claim is a compare-and-swap on that word, so every post is ordered
+//!   before or after the close: before, and the closing drain waits for it
+//!   and takes it; after, and the post is refused.
+//!
+//! [`CallStatus`]: super::CallStatus
+//!
+//! # Indices
+//!
+//! An index counts slots from the start, shifted left by `SHIFT` to leave
+//! room for `MARK`. Each block covers one *lap* of `LAP` indices: offsets
+//! `0..BLOCK_CAP` are its slots, offset `BLOCK_CAP` means "the next block is
+//! being installed" (producers wait; the consumer steps to `next`).
+//!
+//! # Slot state
+//!
+//! One atomic word per slot, so that everything a post, a cancel, a run
+//! and a handle's drop do to a slot stays on the slot's own cache line:
+//!
+//! - bits 0–1, the status (`PENDING`, `RAN`, `CANCELLED`, `DROPPED`): leaves
+//!   `PENDING` once, by compare-and-swap (run, cancel, drop at close);
+//! - `FULL`: set (release) by the producer once the message is written;
+//!   never cleared;
+//! - `FINISHED`: the loop is done with the slot (its message was taken and
+//!   run or dropped); set once, by the loop;
+//! - `WAKE`, `STOP`: which message the payload holds, set with `FULL`
+//!   (neither: a call);
+//! - bits 6 and up: how many `ThreadsafeHandle`s point at the slot.
+//!
+//! A slot is *dead* once `FINISHED` is set and no handle points at it
+//! (a wake or stop has no handle: it is dead once taken; a slot never
+//! claimed is dead when the queue is dropped). Whoever makes it dead —
+//! usually the loop, as a handle is typically dropped at once — releases
+//! one of the block's `live` count, which starts at `BLOCK_CAP` plus one
+//! for the consumer's head; the last release frees the block. `live` sits
+//! on its own cache line, away from the line producers claim and link on.
+//!
+//! # Invariants
+//!
+//! - A producer dereferences a block only after claiming one of its slots;
+//!   an unfinished slot holds a loop-side reference, so the block is alive.
+//! - The message of a slot is written by exactly one producer, before
+//!   `FULL` is set (release); it is read or moved out only by the consumer
+//!   (after an acquire load of `FULL`), or by the one [`LoopSlot`] made for
+//!   it, which moves it out once.
+//! - A block is freed once, by whoever releases its last `live` count, and
+//!   only when every message has been moved out (a slot is dead only after
+//!   its message is gone).
+
+use std::alloc::{alloc_zeroed, handle_alloc_error, Layout};
+use std::cell::{Cell, UnsafeCell};
+use std::mem::{ManuallyDrop, MaybeUninit};
+use std::panic::Location;
+use std::ptr::NonNull;
+use std::sync::atomic::{fence, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::task_slab::TaskId;
+
+/// Indices per block: a power of two, so `% LAP` is a mask.
+const LAP: usize = 32;
+/// Slots per block; the last offset of a lap marks "installing the next".
+/// 31 slots of 32 bytes: a block is about 1 KiB, one allocation per 31 posts.
+const BLOCK_CAP: usize = LAP - 1;
+/// Low bits of an index reserved for `MARK`.
+const SHIFT: usize = 1;
+/// Set in the tail index once the queue is closed.
+const MARK: usize = 1;
+
+/// A callback posted from another thread: runs once, and names itself for
+/// the exception handler.
+pub(crate) trait RemoteFn: Send {
+    fn call(self: Box<Self>);
+    fn name(&self) -> &'static str;
+}
+
+impl<F: FnOnce() + Send + 'static> RemoteFn for F {
+    fn call(self: Box<Self>) {
+        (*self)()
+    }
+    fn name(&self) -> &'static str {
+        std::any::type_name::<F>()
+    }
+}
+
+/// What a producer posts.
+pub(crate) enum Message {
+    /// `call_soon_threadsafe`; a zero-sized closure costs no allocation.
+    Call(Box<dyn RemoteFn>),
+    /// A task's waker, woken off the loop's thread.
+    Wake(TaskId),
+    /// `LoopHandle::stop`.
+    Stop,
+}
+
+/// What the consumer takes from the queue.
+pub(crate) enum Taken {
+    /// The callback stays in its slot until the loop runs or drops it.
+    Call(LoopSlot),
+    Wake(TaskId),
+    Stop,
+}
+
+/// Status values (bits 0–1 of a slot's state).
+pub(crate) const PENDING: usize = 0;
+pub(crate) const RAN: usize = 1;
+pub(crate) const CANCELLED: usize = 2;
+pub(crate) const DROPPED: usize = 3;
+const STATUS: usize = 0b11;
+/// The message is written.
+const FULL: usize = 1 << 2;
+/// The loop is done with the slot.
+const FINISHED: usize = 1 << 3;
+/// The message is a task wake (else a call, or a stop).
+const WAKE: usize = 1 << 4;
+/// The message is a stop.
+const STOP: usize = 1 << 5;
+/// One `ThreadsafeHandle` (the count is `state >> HANDLES`).
+const HANDLES: u32 = 6;
+const HANDLE: usize = 1 << HANDLES;
+
+struct Slot {
+    /// See *Slot state*.
+    state: AtomicUsize,
+    /// Written by the producer with the message; read-only afterwards.
+    site: UnsafeCell<MaybeUninit<&'static Location<'static>>>,
+    /// The message, its kind in `state`: a union, so that a slot is 32
+    /// bytes (an enum of a fat pointer and a `TaskId` would be 24).
+    payload: UnsafeCell<MaybeUninit<Payload>>,
+}
+
+union Payload {
+    call: ManuallyDrop<Box<dyn RemoteFn>>,
+    wake: TaskId,
+}
+
+// Two slots per cache line: the footprint of a queue that grows faster than
+// the loop drains it is what costs (page faults), more than line sharing.
+const _: () = assert!(std::mem::size_of::<Slot>() == 32);
+
+impl Slot {
+    /// Status `PENDING` → `to`, keeping the other bits; false if the
+    /// callback had already left `PENDING`.
+    fn transition(&self, to: usize) -> bool {
+        self.state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                (s & STATUS == PENDING).then_some(s & !STATUS | to)
+            })
+            .is_ok()
+    }
+}
+
+/// Keeps a hot field on a cache line of its own.
+#[repr(align(64))]
+pub(crate) struct CacheLine<T>(pub(crate) T);
+
+/// The fields are 64 bytes apart rather than aligned to cache lines: a
+/// 64-byte-aligned block would go through `posix_memalign` and a separate
+/// `memset` instead of `calloc`, which the profile showed dearly.
+#[repr(C)]
+struct Block {
+    next: AtomicPtr<Block>,
+    /// Where the block goes when it dies: an `Arc::into_raw` it owns.
+    pool: *const Pool,
+    _pad0: [u8; 48],
+    /// Slots not dead yet, plus one while the consumer's head is here.
+    live: AtomicUsize,
+    _pad1: [u8; 56],
+    slots: [Slot; BLOCK_CAP],
+}
+
+impl Block {
+    /// The slot of an offset. Consecutive offsets are two slots apart (mod
+    /// 31), so the two slots of a cache line are offsets 16 apart: two
+    /// producers claiming neighbouring offsets do not write the same line.
+    #[inline]
+    fn slot(&self, offset: usize) -> &Slot {
+        &self.slots[offset * 2 % BLOCK_CAP]
+    }
+
+    fn new(pool: &Arc<Pool>) -> Box<Block> {
+        let layout = Layout::new::<Block>();
+        // SAFETY: `Block` is not zero-sized.
+        let p = unsafe { alloc_zeroed(layout) }.cast::<Block>();
+        if p.is_null() {
+            handle_alloc_error(layout);
+        }
+        // SAFETY: allocated with `Block`'s layout, as `Box` does, and
+        // all-zero bytes are a valid `Block`: null `next` and `pool`, empty
+        // slots (status `PENDING`, no bit set) and `MaybeUninit` fields.
+        // Zeroed memory, as crossbeam does, spares writing the block twice.
+        let mut b = unsafe { Box::from_raw(p) };
+        b.pool = Arc::into_raw(pool.clone());
+        b.live.store(BLOCK_CAP + 1, Ordering::Relaxed);
+        b
+    }
+
+    /// Releases `n` of the block's `live` count; the last one gives the
+    /// block back to its pool (or frees it, once the queue is gone).
+    ///
+    /// # Safety
+    /// `block` is alive and the caller owns `n` of its count (`n` slots it
+    /// made dead, or the head).
+    unsafe fn release(block: NonNull<Block>, n: usize) {
+        if n == 0 {
+            return;
+        }
+        // SAFETY: alive, per the caller.
+        let b = unsafe { block.as_ref() };
+        if b.live.fetch_sub(n, Ordering::Release) != n {
+            return;
+        }
+        // Pairs with every other release, as `Arc`'s drop does.
+        fence(Ordering::Acquire);
+        // That was the last count: every message was moved out before its
+        // slot died, and nobody else can reach the block. Make it new again.
+        for slot in &b.slots {
+            slot.state.store(0, Ordering::Relaxed);
+        }
+        b.next.store(std::ptr::null_mut(), Ordering::Relaxed);
+        b.live.store(BLOCK_CAP + 1, Ordering::Relaxed);
+        // SAFETY: the block owns a count of its pool, so the pool is alive.
+        let pool = unsafe { &*b.pool };
+        let mut blocks = pool.blocks.lock();
+        if let Some(blocks) = blocks.as_mut() {
+            blocks.push(block);
+        } else {
+            drop(blocks);
+            // SAFETY: blocks come from `Box::into_raw`, and this is the only
+            // owner left.
+            drop(unsafe { Box::from_raw(block.as_ptr()) });
+        }
+    }
+}
+
+impl Drop for Block {
+    fn drop(&mut self) {
+        if !self.pool.is_null() {
+            // SAFETY: `pool` is an `Arc::into_raw` this block owns.
+            drop(unsafe { Arc::from_raw(self.pool) });
+        }
+    }
+}
+
+/// Dead blocks, for producers to reuse. Blocks are freed on the loop's
+/// thread but allocated on the producers': without reuse, glibc hands the
+/// memory back to the producers' arenas, trims it and faults it in again
+/// on the next burst (the profile of two producers posting 1M callbacks
+/// showed a third of the time in page faults and malloc). Like the ready
+/// queue's `VecDeque`, which keeps its capacity, the pool keeps as many
+/// blocks as the queue needed at its deepest, until the loop is dropped.
+/// A mutex is enough: it is taken once per `BLOCK_CAP` posts.
+struct Pool {
+    /// `None` once the queue is gone: dying blocks are freed.
+    blocks: Mutex<Option<Vec<NonNull<Block>>>>,
+}
+
+// SAFETY: the pool only stores pointers to dead blocks, which nobody else
+// reaches; whoever pops one owns it.
+unsafe impl Send for Pool {}
+// SAFETY: as above; the vector is behind the mutex.
+unsafe impl Sync for Pool {}
+
+/// A slot as its `ThreadsafeHandle` sees it: one of the slot's handle count.
+pub(crate) struct HandleSlot {
+    block: NonNull<Block>,
+    offset: usize,
+}
+
+// SAFETY: through a `HandleSlot`, only the atomic `state`, the read-only
+// `site` and the atomic `live` are touched.
+unsafe impl Send for HandleSlot {}
+// SAFETY: as above.
+unsafe impl Sync for HandleSlot {}
+
+impl HandleSlot {
+    fn slot(&self) -> &Slot {
+        // SAFETY: a handle keeps its slot from dying, so the block is alive.
+        unsafe { self.block.as_ref().slot(self.offset) }
+    }
+
+    /// The status bits (`PENDING`…).
+    pub(crate) fn status(&self) -> usize {
+        self.slot().state.load(Ordering::Acquire) & STATUS
+    }
+
+    /// `PENDING` → `to` (a cancel); false if it had left `PENDING`.
+    pub(crate) fn transition(&self, to: usize) -> bool {
+        self.slot().transition(to)
+    }
+
+    pub(crate) fn site(&self) -> &'static Location<'static> {
+        // SAFETY: written before the producer made this handle (the handle
+        // reached other threads through a synchronizing `Send`), never after.
+        unsafe { (*self.slot().site.get()).assume_init() }
+    }
+}
+
+impl Clone for HandleSlot {
+    fn clone(&self) -> Self {
+        // Relaxed, as `Arc::clone`: the new handle is made from a live one.
+        let old = self.slot().state.fetch_add(HANDLE, Ordering::Relaxed);
+        if old > usize::MAX / 2 {
+            // As `Arc`: billions of leaked clones; do not wrap around.
+            std::process::abort();
+        }
+        HandleSlot {
+            block: self.block,
+            offset: self.offset,
+        }
+    }
+}
+
+impl Drop for HandleSlot {
+    fn drop(&mut self) {
+        let old = self.slot().state.fetch_sub(HANDLE, Ordering::AcqRel);
+        if old & FINISHED != 0 && old >> HANDLES == 1 {
+            // The last handle of a finished slot: it is dead, and ours.
+            // SAFETY: the block is alive until this release.
+            unsafe { Block::release(self.block, 1) }
+        }
+    }
+}
+
+/// A callback's slot as the loop holds it, from the drain until the
+/// callback has run or been dropped: it keeps the slot from dying. Not
+/// `Send`: it stays on the thread that drained it.
+pub(crate) struct LoopSlot {
+    block: NonNull<Block>,
+    offset: u32,
+    /// The callback was moved out of the slot.
+    taken: Cell<bool>,
+}
+
+impl LoopSlot {
+    fn slot(&self) -> &Slot {
+        // SAFETY: the slot is not `FINISHED` while this exists, so it is
+        // not dead and the block is alive.
+        unsafe { self.block.as_ref().slot(self.offset as usize) }
+    }
+
+    /// `PENDING` → `to` (run, dropped); false if it had left `PENDING`.
+    pub(crate) fn transition(&self, to: usize) -> bool {
+        self.slot().transition(to)
+    }
+
+    pub(crate) fn site(&self) -> &'static Location<'static> {
+        // SAFETY: written before `FULL` was set, which the drain acquired.
+        unsafe { (*self.slot().site.get()).assume_init() }
+    }
+
+    /// The callback's type name while it is still in the slot.
+    pub(crate) fn name(&self) -> Option<&'static str> {
+        if self.taken.get() {
+            return None;
+        }
+        // SAFETY: not taken, so the slot holds this call's callback (see
+        // `take`); only this `LoopSlot` reads it.
+        Some(unsafe { (*self.slot().payload.get()).assume_init_ref().call.name() })
+    }
+
+    /// Moves the callback out of the slot; `None` the second time.
+    #[inline]
+    pub(crate) fn take(&self) -> Option<Box<dyn RemoteFn>> {
+        if self.taken.replace(true) {
+            return None;
+        }
+        // SAFETY: `FULL` was acquired by the drain, which made this
+        // `LoopSlot` for a call and no other (so `call` is the field
+        // written); `taken` makes this the one move out.
+        Some(unsafe {
+            ManuallyDrop::into_inner((*self.slot().payload.get()).assume_init_read().call)
+        })
+    }
+}
+
+impl Drop for LoopSlot {
+    fn drop(&mut self) {
+        // The owner (`RemoteCall`) ran the callback, or reported and
+        // dropped it, before this runs.
+        debug_assert!(self.taken.get());
+        let old = self.slot().state.fetch_or(FINISHED, Ordering::AcqRel);
+        if old >> HANDLES == 0 {
+            // No handle left: the slot is dead, and ours to count.
+            // SAFETY: the block is alive until this release.
+            unsafe { Block::release(self.block, 1) }
+        }
+    }
+}
+
+/// The consumer's position; behind a mutex, taken once per drain.
+struct Head {
+    index: usize,
+    /// The block holding `index`; the head owns one of its `live` count.
+    block: NonNull<Block>,
+    /// Slots of `block` taken and dead at once (wakes, stops): released
+    /// together when the head leaves the block.
+    dead: usize,
+}
+
+// SAFETY: `Head` is only reached through the queue's mutex.
+unsafe impl Send for Head {}
+
+/// Waits for another thread to finish a short step (two stores away).
+fn backoff(spins: &mut u32) {
+    if *spins < 6 {
+        for _ in 0..(1 << *spins) {
+            std::hint::spin_loop();
+        }
+        *spins += 1;
+    } else {
+        std::thread::yield_now();
+    }
+}
+
+pub(crate) struct Queue {
+    pool: Arc<Pool>,
+    /// Producers' line: claimed by compare-and-swap on every post.
+    tail: CacheLine<Tail>,
+    /// The consumer's line.
+    head: CacheLine<Mutex<Head>>,
+}
+
+struct Tail {
+    index: AtomicUsize,
+    block: AtomicPtr<Block>,
+}
+
+impl Queue {
+    pub(crate) fn new() -> Self {
+        let pool = Arc::new(Pool {
+            blocks: Mutex::new(Some(Vec::new())),
+        });
+        let first = NonNull::from(Box::leak(Block::new(&pool)));
+        Queue {
+            pool,
+            tail: CacheLine(Tail {
+                index: AtomicUsize::new(0),
+                block: AtomicPtr::new(first.as_ptr()),
+            }),
+            head: CacheLine(Mutex::new(Head {
+                index: 0,
+                block: first,
+                dead: 0,
+            })),
+        }
+    }
+
+    /// A dead block from the pool if there is one, else a new one.
+    fn new_block(&self) -> Box<Block> {
+        let reused = self.pool.blocks.lock().as_mut().and_then(|b| b.pop());
+        match reused {
+            // SAFETY: a pooled block was reset and given up by its last
+            // owner (`Block::release`); popping it made us its only owner.
+            Some(b) => unsafe { Box::from_raw(b.as_ptr()) },
+            None => Block::new(&self.pool),
+        }
+    }
+
+    /// Appends a message from any thread. For a `Call` the caller gets the
+    /// slot's handle-side reference. Hands the message back once closed.
+    ///
+    /// The claim is a `SeqCst` read-modify-write of the tail index: the
+    /// caller's later `SeqCst` check of the wake-up flag is ordered after it
+    /// (see `Remote::post`).
+    pub(crate) fn push(
+        &self,
+        site: &'static Location<'static>,
+        message: Message,
+    ) -> Result<Option<HandleSlot>, Message> {
+        let mut spins = 0;
+        let mut tail = self.tail.0.index.load(Ordering::Acquire);
+        let mut block = self.tail.0.block.load(Ordering::Acquire);
+        let mut next_block: Option<Box<Block>> = None;
+        loop {
+            if tail & MARK != 0 {
+                return Err(message);
+            }
+            let offset = (tail >> SHIFT) % LAP;
+            if offset == BLOCK_CAP {
+                // Another producer is installing the next block.
+                backoff(&mut spins);
+                tail = self.tail.0.index.load(Ordering::Acquire);
+                block = self.tail.0.block.load(Ordering::Acquire);
+                continue;
+            }
+            if offset + 1 == BLOCK_CAP && next_block.is_none() {
+                next_block = Some(self.new_block());
+            }
+            match self.tail.0.index.compare_exchange_weak(
+                tail,
+                tail + (1 << SHIFT),
+                Ordering::SeqCst,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(t) => {
+                    tail = t;
+                    block = self.tail.0.block.load(Ordering::Acquire);
+                    std::hint::spin_loop();
+                }
+            }
+        }
+        let offset = (tail >> SHIFT) % LAP;
+        // SAFETY: we claimed `offset` of `block` (the tail index had not
+        // moved since `block` was read with it, and the block pointer is
+        // stored before the index enters its lap), and an unfinished slot
+        // keeps its block alive.
+        let b = unsafe { &*block };
+        if offset + 1 == BLOCK_CAP {
+            let next = Box::into_raw(next_block.take().expect("allocated before the claim"));
+            self.tail.0.block.store(next, Ordering::Release);
+            self.tail.0.index.fetch_add(1 << SHIFT, Ordering::Release);
+            b.next.store(next, Ordering::Release);
+        }
+        let slot = b.slot(offset);
+        let (payload, kind) = match message {
+            Message::Call(f) => (
+                Some(Payload {
+                    call: ManuallyDrop::new(f),
+                }),
+                0,
+            ),
+            Message::Wake(id) => (Some(Payload { wake: id }), WAKE),
+            Message::Stop => (None, STOP),
+        };
+        let is_call = kind == 0;
+        // SAFETY: the slot is ours until `FULL` is set; nobody reads it before.
+        unsafe {
+            (*slot.site.get()).write(site);
+            if let Some(payload) = payload {
+                (*slot.payload.get()).write(payload);
+            }
+        }
+        // The slot's state is still all zero (nobody else touches an
+        // unwritten slot): one store publishes the message and, for a call,
+        // the handle returned below.
+        let handle = is_call.then(|| HandleSlot {
+            block: NonNull::from(b),
+            offset,
+        });
+        let state = if is_call { FULL | HANDLE } else { FULL | kind };
+        // After this store the block may be freed by others, unless `handle`
+        // holds it: nothing below touches it.
+        slot.state.store(state, Ordering::Release);
+        Ok(handle)
+    }
+
+    /// Takes the messages posted so far, in order, at most `limit` of them,
+    /// and gives them to `f` (which must not use the queue). Returns false
+    /// if it stopped early — at the limit, or at a slot a producer claimed
+    /// but has not finished writing: the caller must look again soon.
+    ///
+    /// The tail is read with `SeqCst` after the caller's `SeqCst` reset of
+    /// the wake-up flag (see `Remote::drain`).
+    pub(crate) fn drain(&self, limit: usize, f: impl FnMut(Taken)) -> bool {
+        let mut head = self.head.0.lock();
+        let tail = self.tail.0.index.load(Ordering::SeqCst) & !MARK;
+        Self::take_until(&mut head, tail, false, limit, f)
+    }
+
+    /// Closes the queue (later pushes fail) and takes what it holds,
+    /// waiting for the writes of pushes that claimed a slot before.
+    pub(crate) fn close(&self, f: impl FnMut(Taken)) {
+        let mut spins = 0;
+        let mut tail = self.tail.0.index.fetch_or(MARK, Ordering::SeqCst);
+        // A block installation in progress ends by moving the index past
+        // the lap's end; wait for it, so that `tail` names a real slot.
+        while (tail >> SHIFT) % LAP == BLOCK_CAP {
+            backoff(&mut spins);
+            tail = self.tail.0.index.load(Ordering::SeqCst);
+        }
+        let mut head = self.head.0.lock();
+        let done = Self::take_until(&mut head, tail & !MARK, true, usize::MAX, f);
+        debug_assert!(done);
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.tail.0.index.load(Ordering::SeqCst) & MARK != 0
+    }
+
+    fn take_until(
+        head: &mut Head,
+        tail: usize,
+        wait: bool,
+        mut limit: usize,
+        mut f: impl FnMut(Taken),
+    ) -> bool {
+        let mut spins = 0;
+        while head.index >> SHIFT != tail >> SHIFT {
+            if limit == 0 {
+                return false;
+            }
+            let offset = (head.index >> SHIFT) % LAP;
+            // SAFETY: the head owns a loop-side reference to its block.
+            let block = unsafe { head.block.as_ref() };
+            if offset == BLOCK_CAP {
+                let next = block.next.load(Ordering::Acquire);
+                let Some(next) = NonNull::new(next) else {
+                    // Installed as tail block, not linked yet: two stores away.
+                    if !wait {
+                        return false;
+                    }
+                    backoff(&mut spins);
+                    continue;
+                };
+                let old = std::mem::replace(&mut head.block, next);
+                let dead = std::mem::take(&mut head.dead);
+                // SAFETY: the head owned one of `old`'s count, and one per
+                // slot it made dead.
+                unsafe { Block::release(old, 1 + dead) };
+                head.index = head.index.wrapping_add(1 << SHIFT);
+                continue;
+            }
+            let slot = block.slot(offset);
+            let state = slot.state.load(Ordering::Acquire);
+            if state & FULL == 0 {
+                if !wait {
+                    return false;
+                }
+                backoff(&mut spins);
+                continue;
+            }
+            let taken = if state & (WAKE | STOP) == 0 {
+                // The call stays in place for its `LoopSlot`.
+                Taken::Call(LoopSlot {
+                    block: head.block,
+                    offset: offset as u32,
+                    taken: Cell::new(false),
+                })
+            } else {
+                // A wake or a stop has no handle: dead once taken.
+                head.dead += 1;
+                if state & STOP != 0 {
+                    Taken::Stop
+                } else {
+                    // SAFETY: `FULL` (acquired) says the payload is
+                    // written, and `WAKE` that it is `wake` (plain data).
+                    Taken::Wake(unsafe { (*slot.payload.get()).assume_init_ref().wake })
+                }
+            };
+            head.index = head.index.wrapping_add(1 << SHIFT);
+            limit -= 1;
+            f(taken);
+        }
+        true
+    }
+}
+
+impl Drop for Queue {
+    /// Frees what the queue still holds. The owner closed it first, so
+    /// everything posted was taken; no producer can be running (`&mut`).
+    fn drop(&mut self) {
+        let tail = *self.tail.0.index.get_mut() & !MARK;
+        let head = self.head.0.get_mut();
+        debug_assert_eq!(head.index >> SHIFT, tail >> SHIFT, "close() drains");
+        let offset = (head.index >> SHIFT) % LAP;
+        // Slots never claimed die with the queue.
+        let unclaimed = BLOCK_CAP.saturating_sub(offset);
+        // SAFETY: the head owns one of the block's count, and one per slot
+        // it made dead or that was never claimed.
+        unsafe { Block::release(head.block, 1 + unclaimed + head.dead) };
+        // Blocks that handles still hold are freed when they die.
+        let pooled = self.pool.blocks.lock().take().unwrap_or_default();
+        for b in pooled {
+            // SAFETY: a pooled block is owned by the pool, which we emptied.
+            drop(unsafe { Box::from_raw(b.as_ptr()) });
+        }
+    }
+}

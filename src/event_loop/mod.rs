@@ -298,13 +298,7 @@ impl LoopCore {
     /// from phase 3b, and by `call_soon` when something is pending, so that
     /// both doors share one FIFO as in asyncio.
     pub(crate) fn drain_remote(&self) {
-        self.drain_remote_at_most(usize::MAX)
-    }
-
-    /// As `drain_remote`, at most `limit` items (the rest stay queued for
-    /// the next drain, in order).
-    pub(crate) fn drain_remote_at_most(&self, limit: usize) {
-        self.remote.drain_at_most(limit, |item| match item {
+        self.remote.drain_at_most(usize::MAX, |item| match item {
             Injected::Wake(id) => self.schedule_task(id),
             Injected::Call(call) => self.ready.push(call.into_handle()),
             Injected::Stop => self.stopping.set(true),

@@ -288,6 +288,9 @@ impl<T, E> WaitTarget for FutureInner<T, E> {
     fn for_each_list(&self, f: &mut dyn FnMut(&WaitList)) {
         f(&self.completion)
     }
+    fn unnotified(&self) -> usize {
+        self.completion.unnotified()
+    }
     fn describe(&self) -> String {
         self.repr()
     }

@@ -155,7 +155,7 @@ impl LoopCore {
     /// a dead primitive is borrowed by one of its waiters, so more handles
     /// than waiters means alive, and nothing to check).
     pub(crate) fn suspect_waiters(&self, list: &WaitList, handles: usize) {
-        if handles > list.waiters() {
+        if handles > list.unnotified() {
             return;
         }
         let regs = list.registrations();

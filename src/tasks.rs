@@ -110,10 +110,10 @@ pub(crate) trait WaitTarget {
     /// What it is, for reports: asyncio's repr (`<Queue maxsize=0>`).
     fn describe(&self) -> String;
 
-    /// Waiters in all its lists.
-    fn waiters(&self) -> usize {
+    /// Waiters in all its lists that were not notified yet: parked tasks.
+    fn unnotified(&self) -> usize {
         let mut n = 0;
-        self.for_each_list(&mut |l| n += l.waiters());
+        self.for_each_list(&mut |l| n += l.unnotified());
         n
     }
 
@@ -224,8 +224,8 @@ impl TaskHeader {
 
     /// The stuck-task check's cheap filter: parked, not scheduled, held by
     /// exactly one wait list and by no waker, on a target that has no more
-    /// handles than waiters (every handle of a dead target is borrowed by
-    /// one of its waiters). Anything else is alive.
+    /// handles than parked waiters (every handle of a dead target is
+    /// borrowed by one of its parked waiters). Anything else is alive.
     pub(crate) fn may_be_stuck(&self) -> bool {
         if self.state.get() != TaskState::Pending
             || self.scheduled.get()
@@ -237,9 +237,12 @@ impl TaskHeader {
         // Looked at in place (taken and put back): no clone of the Weak.
         let fw = self.fut_waiter.take();
         let maybe = match &fw {
+            // A notified waiter's task is about to run: its handle is held
+            // by a live task, so only parked waiters can account for every
+            // handle of a dead target.
             FutWaiter::Target(w) => w.upgrade().is_some_and(|p| {
                 // Less the reference just made.
-                Rc::strong_count(&p) - 1 <= p.waiters()
+                Rc::strong_count(&p) - 1 <= p.unnotified()
             }),
             FutWaiter::Task(_) => true,
         };

@@ -457,6 +457,55 @@ impl WaitList {
         self.notify(1, core) == 1
     }
 
+    /// Notifies the first waiter if it was not notified yet (asyncio's
+    /// `_wake_up_first`); false if there is none or it already was. One
+    /// look at the head of the list.
+    pub(crate) fn notify_head(&self, core: Option<&LoopCore>) -> bool {
+        if self.waiting.get() == self.notified.get() {
+            return false;
+        }
+        let token = {
+            let mut entries = self.entries.borrow_mut();
+            let Some(slot) = entries.iter_mut().find(|s| s.is_waiter()) else {
+                return false;
+            };
+            if slot.notified {
+                return false;
+            }
+            slot.notified = true;
+            slot.wake_token()
+        };
+        self.notified.set(self.notified.get() + 1);
+        match (token, core) {
+            (Some(Waiter::Task(id)), Some(core)) => core.schedule_task(id),
+            (Some(Waiter::Waker(w)), _) => w.wake(),
+            _ => {}
+        }
+        true
+    }
+
+    /// Removes `key`'s entry if it was notified: `Some(true)`. `Some(false)`
+    /// if it is there and still waits (it stays), `None` if it is gone. One
+    /// search, for the awaitable that polls for its turn.
+    pub(crate) fn take_notified(&self, key: WaiterKey, core: Option<&LoopCore>) -> Option<bool> {
+        let removed = {
+            let mut entries = self.entries.borrow_mut();
+            match entries.find(key.0) {
+                None => return None,
+                Some(slot) if !slot.notified => return Some(false),
+                Some(_) => entries.remove(key.0),
+            }
+        };
+        if let Some(s) = removed {
+            self.waiting.set(self.waiting.get() - 1);
+            self.notified.set(self.notified.get() - 1);
+            if let (Some(id), Some(core)) = (s.task(), core) {
+                count_id_wait(core, id, false);
+            }
+        }
+        Some(true)
+    }
+
     /// Notifies up to `n` waiters not yet notified, in order; returns how
     /// many.
     pub(crate) fn notify(&self, n: usize, core: Option<&LoopCore>) -> usize {
@@ -514,6 +563,12 @@ impl WaitList {
     /// True if some waiter has not been notified yet.
     pub(crate) fn has_unnotified(&self) -> bool {
         self.waiting.get() > self.notified.get()
+    }
+
+    /// Waiters not notified yet: the ones whose tasks are parked (a
+    /// notified waiter's task is on its way to run).
+    pub(crate) fn unnotified(&self) -> usize {
+        (self.waiting.get() - self.notified.get()) as usize
     }
 
     /// Number of waiters (done callbacks not counted).

@@ -572,7 +572,8 @@ impl<T, S> Drop for Queue<T, S> {
         // A handle of a queue that tasks wait on is going: they may have
         // lost their last way to be woken (see `stuck.rs`).
         let inner = &self.inner;
-        let waiting = inner.getters.waiters() + inner.putters.waiters() + inner.joiners.waiters();
+        let waiting =
+            inner.getters.unnotified() + inner.putters.unnotified() + inner.joiners.unnotified();
         if waiting == 0 {
             return;
         }

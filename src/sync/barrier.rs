@@ -171,6 +171,9 @@ impl WaitTarget for BarrierInner {
     fn for_each_list(&self, f: &mut dyn FnMut(&WaitList)) {
         f(self.waiters.list())
     }
+    fn unnotified(&self) -> usize {
+        self.waiters.list().unnotified()
+    }
     fn describe(&self) -> String {
         let state = self.state.get();
         let name = match state {

@@ -40,6 +40,9 @@ impl WaitTarget for ConditionInner {
     fn for_each_list(&self, f: &mut dyn FnMut(&WaitList)) {
         f(self.waiters.list())
     }
+    fn unnotified(&self) -> usize {
+        self.waiters.list().unnotified()
+    }
     fn describe(&self) -> String {
         let state = if self.lock.locked() {
             "locked"

@@ -96,6 +96,9 @@ impl WaitTarget for EventInner {
     fn for_each_list(&self, f: &mut dyn FnMut(&WaitList)) {
         f(self.waiters.list())
     }
+    fn unnotified(&self) -> usize {
+        self.waiters.list().unnotified()
+    }
     fn describe(&self) -> String {
         let state = if self.value.get() { "set" } else { "unset" };
         match self.waiters.waiters() {

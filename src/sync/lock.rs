@@ -128,10 +128,7 @@ impl Lock {
     /// asyncio's `_wake_up_first`: notifies the first waiter unless it was
     /// notified already (then it is on its way).
     fn wake_first(&self) {
-        let list = &self.inner.waiters;
-        if list.first_notified() == Some(false) {
-            list.notify_first();
-        }
+        self.inner.waiters.notify_head();
     }
 
     fn take(&self) -> LockGuard<'_> {
@@ -152,6 +149,9 @@ impl Lock {
 impl WaitTarget for LockInner {
     fn for_each_list(&self, f: &mut dyn FnMut(&WaitList)) {
         f(self.waiters.list())
+    }
+    fn unnotified(&self) -> usize {
+        self.waiters.list().unnotified()
     }
     fn describe(&self) -> String {
         let state = if self.locked.get() {
@@ -257,7 +257,7 @@ impl<'a> Future for LockAcquire<'a> {
         }
         let lock = this.lock;
         let inner = &lock.inner;
-        match this.key.map(|k| inner.waiters.is_notified(k)) {
+        match this.key.map(|k| inner.waiters.take_notified(k)) {
             // First poll: take it if it is free and nobody is queued.
             None | Some(None) => {
                 if !inner.locked.get() && inner.waiters.waiters() == 0 {
@@ -265,11 +265,9 @@ impl<'a> Future for LockAcquire<'a> {
                     return Poll::Ready(Ok(lock.take()));
                 }
             }
-            // Our turn: the releaser chose us.
+            // Our turn: the releaser chose us (and our entry is gone).
             Some(Some(true)) => {
-                if let Some(k) = this.key.take() {
-                    inner.waiters.unregister(k);
-                }
+                this.key = None;
                 debug_assert!(!inner.locked.get(), "a notified waiter finds the lock free");
                 return Poll::Ready(Ok(lock.take()));
             }

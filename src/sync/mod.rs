@@ -110,6 +110,18 @@ impl Waiters {
         self.list.is_notified(key)
     }
 
+    /// See [`WaitList::notify_head`].
+    pub(crate) fn notify_head(&self) -> bool {
+        let core = self.binding.bound();
+        self.list.notify_head(core.as_deref())
+    }
+
+    /// See [`WaitList::take_notified`].
+    pub(crate) fn take_notified(&self, key: WaiterKey) -> Option<bool> {
+        let core = self.binding.bound();
+        self.list.take_notified(key, core.as_deref())
+    }
+
     pub(crate) fn notify_first(&self) -> bool {
         let core = self.binding.bound();
         self.list.notify_first(core.as_deref())

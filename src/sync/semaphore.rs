@@ -81,6 +81,9 @@ impl WaitTarget for SemInner {
     fn for_each_list(&self, f: &mut dyn FnMut(&WaitList)) {
         f(self.waiters.list())
     }
+    fn unnotified(&self) -> usize {
+        self.waiters.list().unnotified()
+    }
     fn describe(&self) -> String {
         let name = match self.bound {
             Some(_) => "BoundedSemaphore",

@@ -57,14 +57,17 @@ use crate::waiters::{Registration, WaitList};
 #[derive(Default)]
 pub(crate) struct Suspects {
     ids: RefCell<Vec<TaskId>>,
+    /// `ids` is not empty: the run phase tests this after every callback.
+    any: Cell<bool>,
     /// Set while a check runs: freeing a task drops handles, which suspect
     /// more tasks; they join the queue instead of starting a nested check.
     running: Cell<bool>,
 }
 
 impl Suspects {
+    #[inline]
     pub(crate) fn is_empty(&self) -> bool {
-        self.ids.borrow().is_empty()
+        !self.any.get()
     }
 }
 
@@ -148,6 +151,7 @@ impl LoopCore {
     /// Suspects task `id` (it just parked, or lost a way to be woken).
     pub(crate) fn suspect(&self, id: TaskId) {
         self.suspects.ids.borrow_mut().push(id);
+        self.suspects.any.set(true);
     }
 
     /// Suspects every task waiting in `list` by id: a handle of its
@@ -161,6 +165,7 @@ impl LoopCore {
         let regs = list.registrations();
         let mut ids = self.suspects.ids.borrow_mut();
         ids.extend(regs.iter().filter_map(|r| r.task));
+        self.suspects.any.set(!ids.is_empty());
     }
 
     /// Runs the check for every suspect (a safe point: no user borrow is
@@ -171,6 +176,7 @@ impl LoopCore {
         }
         loop {
             let ids = std::mem::take(&mut *self.suspects.ids.borrow_mut());
+            self.suspects.any.set(false);
             if ids.is_empty() {
                 break;
             }

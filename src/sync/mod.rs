@@ -136,9 +136,6 @@ impl Waiters {
         self.notify(usize::MAX)
     }
 
-    pub(crate) fn first_notified(&self) -> Option<bool> {
-        self.list.first_notified()
-    }
 
     pub(crate) fn has_unnotified(&self) -> bool {
         self.list.has_unnotified()

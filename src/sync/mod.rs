@@ -136,7 +136,6 @@ impl Waiters {
         self.notify(usize::MAX)
     }
 
-
     pub(crate) fn has_unnotified(&self) -> bool {
         self.list.has_unnotified()
     }

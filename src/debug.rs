@@ -282,6 +282,7 @@ impl NeverAwaited {
 }
 
 /// A loop's debug settings and, while debug mode is on, its watchdog.
+#[repr(C)] // `on` first: the run phase reads it for every callback
 pub(crate) struct DebugState {
     on: Cell<bool>,
     slow: Cell<Duration>,

@@ -55,10 +55,11 @@ use crate::waiters::{Registration, WaitList};
 
 /// The tasks to check at the next safe point.
 #[derive(Default)]
+#[repr(C)] // `any` first: the run phase reads it after every callback
 pub(crate) struct Suspects {
-    ids: RefCell<Vec<TaskId>>,
     /// `ids` is not empty: the run phase tests this after every callback.
     any: Cell<bool>,
+    ids: RefCell<Vec<TaskId>>,
     /// Set while a check runs: freeing a task drops handles, which suspect
     /// more tasks; they join the queue instead of starting a nested check.
     running: Cell<bool>,

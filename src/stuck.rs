@@ -46,8 +46,10 @@
 use std::cell::{Cell, RefCell};
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 
+use crate::errors::PanicError;
 use crate::event_loop::{ExceptionContext, Handle, LoopCore, LoopRef};
 use crate::task_slab::TaskId;
 use crate::tasks::{task_repr, FutWaiter, TaskHeader, TaskState, WaitTarget};
@@ -392,10 +394,19 @@ impl LoopCore {
             .with_task(repr)
             .with_detail(why);
         LoopRef::from_core(self.clone()).call_exception_handler(&context);
-        // Free it: out of the slab, then its future is dropped.
+        // Free it: out of the slab, then its future is dropped. Its
+        // destructors are user code: a panic in one is reported, as a
+        // panicking callback is, and never unwinds through the loop.
         let removed = id.and_then(|id| self.tasks.borrow_mut().remove(id));
-        node.handle.abandon();
-        drop(removed);
+        let handle = node.handle;
+        let freed = catch_unwind(AssertUnwindSafe(|| {
+            handle.abandon();
+            drop(removed);
+        }));
+        if let Err(payload) = freed {
+            let context = ExceptionContext::callback_panicked(&handle, PanicError::new(payload));
+            LoopRef::from_core(self.clone()).call_exception_handler(&context);
+        }
     }
 }
 

@@ -433,3 +433,42 @@ fn dropping_the_last_outside_handle_of_a_waited_queue_reports_the_waiter_at_the_
     .unwrap()
     .unwrap();
 }
+
+/// Panics when dropped: a destructor that fails while a stuck task is freed.
+struct PanicsOnDrop;
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        panic!("destructor failed");
+    }
+}
+
+#[test]
+fn a_panicking_destructor_of_a_freed_task_is_reported_and_the_loop_goes_on() {
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let seen = reports(&lp);
+    let out = lp.run_until_complete(async move {
+        let ev = Event::new();
+        let e = ev.clone();
+        drop(
+            create_task(async move {
+                let _bomb = PanicsOnDrop;
+                e.wait().await.ok();
+            })
+            .unwrap(),
+        );
+        sleep(secs(1)).await.unwrap();
+        drop(ev);
+        sleep(secs(1)).await.unwrap();
+        "still running"
+    });
+    assert_eq!(out.unwrap().unwrap(), "still running");
+    let messages: Vec<String> = seen.borrow().iter().map(|c| c.message.clone()).collect();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert_eq!(messages[0], "Task was destroyed but it is pending!");
+    assert!(
+        messages[1].starts_with("Exception in callback "),
+        "{messages:?}"
+    );
+    let err = seen.borrow()[1].exception.as_ref().unwrap().to_string();
+    assert!(err.contains("destructor failed"), "{err}");
+}

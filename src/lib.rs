@@ -132,7 +132,7 @@ pub use combinators::timeout::{
 pub use combinators::wait::{
     as_completed, wait, AsCompleted, AsCompletedError, CompletedItem, DonePending, ReturnWhen, Wait,
 };
-pub use combinators::wait_for::{wait_for, IntoTask, WaitForError};
+pub use combinators::wait_for::{wait_for, IntoTask, WaitFor, WaitForError};
 pub use run::{run, run_with, RunResult};
 pub mod executor;
 pub use executor::{ExecutorError, ExecutorFuture, ThreadPool};

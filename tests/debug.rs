@@ -43,6 +43,7 @@ fn an_awaitable_dropped_unpolled_is_reported_with_where_it_was_created() {
         drop(forgotten);
         drop(q.get());
         drop(lock.acquire());
+        drop(aioloop::wait_for(async { 1u8 }, secs(2)));
         // Awaited ones are not reported.
         sleep(secs(1)).await.unwrap();
     })
@@ -56,6 +57,7 @@ fn an_awaitable_dropped_unpolled_is_reported_with_where_it_was_created() {
             format!("coroutine 'sleep' was never awaited (created at {file}:{line}): it was dropped before its first poll, so it did nothing"),
             format!("coroutine 'Queue.get' was never awaited (created at {file}:{}): it was dropped before its first poll, so it did nothing", line + 2),
             format!("coroutine 'Lock.acquire' was never awaited (created at {file}:{}): it was dropped before its first poll, so it did nothing", line + 3),
+            format!("coroutine 'wait_for' was never awaited (created at {file}:{}): it was dropped before its first poll, so it did nothing", line + 4),
         ]
     );
 }

@@ -45,6 +45,7 @@ use std::future::IntoFuture;
 use std::time::Duration;
 
 use crate::combinators::timeout::{self, Exit};
+use crate::debug::NeverAwaited;
 use crate::errors::{
     CancelledError, Exception, InvalidStateError, LoopError, PanicError, TaskError, TaskOutput,
     TimeoutError,
@@ -276,14 +277,57 @@ impl<E: Exception> Exception for WaitForError<E> {
 /// # Panics
 ///
 /// When a future (not a task) is given and no aioloop loop is running.
-pub async fn wait_for<I: IntoTask>(
+#[track_caller]
+pub fn wait_for<I: IntoTask + 'static>(
     aw: I,
     timeout: impl Into<Option<Duration>>,
+) -> WaitFor<I::Ok, I::Err> {
+    WaitFor {
+        inner: Box::pin(wait_for_inner(aw, timeout.into())),
+        created: NeverAwaited::new(),
+    }
+}
+
+/// The future of [`wait_for`]: the awaitable asyncio's `wait_for` coroutine
+/// is. Boxed, so that it has a name (and can report, in debug mode, being
+/// dropped before it was ever awaited).
+#[must_use = "futures do nothing unless awaited"]
+pub struct WaitFor<T, E> {
+    inner: std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, WaitForError<E>>>>>,
+    created: NeverAwaited,
+}
+
+impl<T, E> std::future::Future for WaitFor<T, E> {
+    type Output = Result<T, WaitForError<E>>;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        self.created.polled();
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl<T, E> Drop for WaitFor<T, E> {
+    fn drop(&mut self) {
+        self.created.check("wait_for");
+    }
+}
+
+impl<T, E> std::fmt::Debug for WaitFor<T, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WaitFor")
+    }
+}
+
+async fn wait_for_inner<I: IntoTask>(
+    aw: I,
+    timeout: Option<Duration>,
 ) -> Result<I::Ok, WaitForError<I::Err>> {
     let task = aw
         .into_task()
         .expect("wait_for() must be awaited inside a running aioloop loop");
-    let Some(delay) = timeout.into() else {
+    let Some(delay) = timeout else {
         return task.await.map_err(WaitForError::from);
     };
     if delay.is_zero() {

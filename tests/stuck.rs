@@ -10,7 +10,7 @@ use std::rc::Rc;
 
 use aioloop::sync::{Event, Lock};
 use aioloop::{create_task, sleep, EventLoop, ExceptionContext, Future, LoopRef};
-use util::secs;
+use util::{secs, Rng};
 
 /// Every report the loop's exception handler receives.
 fn reports(lp: &LoopRef) -> Rc<RefCell<Vec<ExceptionContext>>> {
@@ -286,17 +286,6 @@ fn closing_a_loop_reports_each_pending_task_and_what_it_waited_on() {
         .starts_with("The loop was closed while 'listener' was still pending; it was waiting on <Event [unset, waiters:1]>."));
     assert!(freed.get());
     drop(keep);
-}
-
-/// A small deterministic generator (xorshift), so that failures replay.
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
 }
 
 #[test]

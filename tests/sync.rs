@@ -11,7 +11,7 @@ use std::task::Poll;
 
 use aioloop::sync::{Barrier, BoundedSemaphore, Condition, Event, Lock, Semaphore, SyncError};
 use aioloop::{create_task, sleep, CancelledError, EventLoop, Task, TaskError};
-use util::{now, secs, Recorder};
+use util::{now, secs, Recorder, Rng};
 
 type Log = Recorder<String>;
 
@@ -576,17 +576,6 @@ fn abort_and_reset_break_the_waiting_parties_with_asyncios_texts() {
 }
 
 // ---------------------------------------------------------------- races
-
-/// A small deterministic generator (xorshift), so that failures replay.
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
 
 #[test]
 fn random_cancellations_never_lose_a_hand_off_or_break_exclusion() {

@@ -141,3 +141,19 @@ where
         Err(e) => panic!("the test's main task failed: {e:?}"),
     }
 }
+
+/// A small deterministic generator (xorshift), so that a failing random
+/// test replays with its seed.
+#[allow(dead_code)] // not every test binary draws random numbers
+pub struct Rng(pub u64);
+
+#[allow(dead_code)]
+impl Rng {
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}

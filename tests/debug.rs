@@ -183,9 +183,11 @@ fn a_slow_task_step_is_reported_with_the_task_and_where_it_was_created() {
         "the main task's earlier steps were counted"
     );
     lp.close().unwrap();
+    // Only the sleepy step is asserted: on a loaded machine another step
+    // may be preempted past 20 ms, and being reported is then right.
     let warned: Vec<String> = logs("asyncio")
         .into_iter()
-        .filter(|(l, _)| *l == log::Level::Warn)
+        .filter(|(l, t)| *l == log::Level::Warn && t.contains("name='sleepy'"))
         .map(|(_, t)| t)
         .collect();
     assert_eq!(warned.len(), 1, "{warned:?}");

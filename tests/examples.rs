@@ -170,10 +170,19 @@ fn slow_callback_is_caught_while_it_blocks_and_after_and_the_executor_fix_is_sil
 
     capture_logs();
     slow_callback::offloaded();
-    assert!(
-        logs("asyncio").iter().all(|(l, _)| *l != log::Level::Warn),
-        "{:?}",
-        logs("asyncio")
-    );
+    // The 300 ms of work never ran on the loop's thread: no step took that
+    // long (a short one preempted on a loaded machine may still be named).
+    let slow_steps: Vec<String> = logs("asyncio")
+        .into_iter()
+        .filter(|(l, t)| {
+            *l == log::Level::Warn
+                && t.rsplit_once(" took ")
+                    .and_then(|(_, s)| s.strip_suffix(" seconds"))
+                    .and_then(|s| s.parse::<f64>().ok())
+                    .is_some_and(|s| s >= 0.25)
+        })
+        .map(|(_, t)| t)
+        .collect();
+    assert!(slow_steps.is_empty(), "{slow_steps:?}");
     assert_eq!(texts("slow_callback"), ["executor: done"]);
 }

@@ -349,7 +349,13 @@ impl<T: 'static, E: 'static, H: AsFuture<T, E> + Unpin> StdFuture for FutureWait
             }
         }
         if fut.done() {
-            if let Some(k) = this.key.take() {
+            // Completing took every waiter out (the usual way here): then
+            // there is nothing to unregister, and no loop to look up.
+            if let Some(k) = this
+                .key
+                .take()
+                .filter(|_| fut.inner.completion.waiters() > 0)
+            {
                 fut.inner.unregister(k);
             }
             return Poll::Ready(this.fut.outcome());

@@ -97,33 +97,36 @@ impl<T, E> OutcomeCell<T, E> {
     }
 
     /// Pending → done; `invalid state` if already done.
+    #[inline]
     pub(crate) fn set(&self, r: Result<T, TaskError<E>>) -> Result<(), InvalidStateError> {
-        let current = self.0.take();
-        if !matches!(current, Outcome::Pending) {
-            self.0.set(current);
-            return Err(InvalidStateError::AlreadyDone);
+        // Written first, undone if it was not pending: one move on the
+        // usual path. The refused value is dropped here, as before.
+        match self.0.replace(Outcome::Done(r)) {
+            Outcome::Pending => Ok(()),
+            old => {
+                drop(self.0.replace(old));
+                Err(InvalidStateError::AlreadyDone)
+            }
         }
-        self.0.set(Outcome::Done(r));
-        Ok(())
     }
 
     /// Moves the outcome out (awaiting by value).
+    #[inline]
     pub(crate) fn take(&self) -> Result<T, TaskError<E>> {
-        match self.0.take() {
+        // `Taken` goes in first: the usual case (a value) needs no second
+        // write; the others put back what they found.
+        match self.0.replace(Outcome::Taken) {
             Outcome::Done(Err(TaskError::Cancelled(c))) => {
                 self.0
                     .set(Outcome::Done(Err(TaskError::Cancelled(c.clone()))));
                 Err(TaskError::Cancelled(c))
             }
-            Outcome::Done(r) => {
-                self.0.set(Outcome::Taken);
-                r
+            Outcome::Done(r) => r,
+            Outcome::Pending => {
+                self.0.set(Outcome::Pending);
+                Err(TaskError::InvalidState(InvalidStateError::ResultNotSet))
             }
-            Outcome::Pending => Err(TaskError::InvalidState(InvalidStateError::ResultNotSet)),
-            Outcome::Taken => {
-                self.0.set(Outcome::Taken);
-                Err(TaskError::InvalidState(InvalidStateError::ResultTaken))
-            }
+            Outcome::Taken => Err(TaskError::InvalidState(InvalidStateError::ResultTaken)),
         }
     }
 }

@@ -56,14 +56,14 @@ use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use crate::errors::{CancelledError, Exception, LoopError, PanicError, TaskError, TaskOutput};
 use crate::event_loop::exceptions::report_unretrieved;
 use crate::event_loop::handle::{HandleInner, Invoke};
 use crate::event_loop::{Handle, LoopCore, LoopRef};
 use crate::outcome::OutcomeCell;
-use crate::task_slab::{TaskId, WakerSource};
+use crate::task_slab::{is_borrowed_waker_of, TaskId, WakerSource};
 pub use crate::waiters::DoneCallbackId;
 use crate::waiters::{
     Completion, Entry, Registration, WaitKind, WaitList, WaitSite, Waiter, WaiterKey,
@@ -234,20 +234,25 @@ impl TaskHeader {
         {
             return false;
         }
-        // Looked at in place (taken and put back): no clone of the Weak.
-        let fw = self.fut_waiter.take();
-        let maybe = match &fw {
+        // SAFETY: a shared look at the cell's content, which nothing below
+        // writes: `unnotified` only reads a wait list's counters, and the
+        // loop is single-threaded. (Taking it out and putting it back, the
+        // safe way, costs two moves and a drop on every park.)
+        let fw = unsafe { &*self.fut_waiter.as_ptr() };
+        match fw {
             // A notified waiter's task is about to run: its handle is held
             // by a live task, so only parked waiters can account for every
             // handle of a dead target.
-            FutWaiter::Target(w) => w.upgrade().is_some_and(|p| {
-                // Less the reference just made.
-                Rc::strong_count(&p) - 1 <= p.unnotified()
-            }),
+            FutWaiter::Target(w) => {
+                let strong = w.strong_count();
+                // SAFETY: a strong count above zero means the target is
+                // alive, and nothing here can drop it (see above), so the
+                // pointer is valid for this read: no upgrade, no count
+                // traffic.
+                strong > 0 && strong <= unsafe { &*w.as_ptr() }.unnotified()
+            }
             FutWaiter::Task(_) => true,
-        };
-        self.fut_waiter.set(fw);
-        maybe
+        }
     }
 
     /// A handle of this task is going (`strong`: the task's strong count,
@@ -401,33 +406,58 @@ impl TaskHeader {
 /// The task is nearly always the current one (it registers from its own
 /// step), which needs no lookup; otherwise the slab is asked, if it is not
 /// borrowed at this moment.
+#[inline]
 pub(crate) fn count_id_wait(core: &LoopCore, id: TaskId, up: bool) -> bool {
-    let adjust = |h: &TaskHeader| {
-        let n = h.id_waits.get();
-        let n = if up {
-            n.checked_add(1)
-        } else {
-            n.checked_sub(1)
-        };
-        match n {
-            Some(n) => {
-                h.id_waits.set(n);
-                true
-            }
-            // Saturated (65,535 waits of one task): stop holding it by id.
-            None => false,
-        }
-    };
-    let current =
-        with_current(|h| (h.id() == id && std::ptr::eq(h.core.as_ptr(), core)).then(|| adjust(h)));
-    if let Some(Some(done)) = current {
-        return done;
+    let current = with_current(|h| {
+        (h.id() == id && std::ptr::eq(h.core.as_ptr(), core)).then(|| adjust_id_waits(h, up))
+    });
+    match current {
+        Some(Some(done)) => done,
+        _ => count_id_wait_elsewhere(core, id, up),
     }
+}
+
+/// The current task's id, when `waker` is its own borrowed waker and it
+/// belongs to `core` — counted as one more by-id wait. The usual way a
+/// task registers (from its own step), checked without looking anything up.
+#[inline]
+pub(crate) fn current_waits_by_id(waker: &Waker, core: &LoopCore) -> Option<TaskId> {
+    with_current(|h| {
+        (is_borrowed_waker_of(waker, &h.waker)
+            && std::ptr::eq(h.core.as_ptr(), core)
+            && adjust_id_waits(h, true))
+        .then(|| h.id())
+    })
+    .flatten()
+}
+
+/// `count_id_wait` for a task other than the current one.
+#[inline(never)]
+fn count_id_wait_elsewhere(core: &LoopCore, id: TaskId, up: bool) -> bool {
     let Ok(tasks) = core.tasks.try_borrow() else {
         return false;
     };
     match tasks.get(id).and_then(|t| t.task_header()) {
-        Some(h) => adjust(h),
+        Some(h) => adjust_id_waits(h, up),
+        None => false,
+    }
+}
+
+/// One more (`up`) or one less by-id entry for `h`; false when saturated
+/// (65,535 waits of one task: stop holding it by id).
+#[inline]
+fn adjust_id_waits(h: &TaskHeader, up: bool) -> bool {
+    let n = h.id_waits.get();
+    let n = if up {
+        n.checked_add(1)
+    } else {
+        n.checked_sub(1)
+    };
+    match n {
+        Some(n) => {
+            h.id_waits.set(n);
+            true
+        }
         None => false,
     }
 }
@@ -435,12 +465,11 @@ pub(crate) fn count_id_wait(core: &LoopCore, id: TaskId, up: bool) -> bool {
 /// Wakes a task that waited by id in a completed list: one slab lookup
 /// both uncounts its entry and schedules its next step.
 fn wake_id_waiter(core: &LoopCore, id: TaskId) {
-    let handle = match core.tasks.try_borrow() {
-        Ok(tasks) => tasks.get(id).cloned(),
+    let Ok(tasks) = core.tasks.try_borrow() else {
         // Only while the slab is being changed, which runs no completion.
-        Err(_) => return core.schedule_task(id),
+        return core.schedule_task(id);
     };
-    let Some(handle) = handle else { return };
+    let Some(handle) = tasks.get(id) else { return };
     let Some(h) = handle.task_header() else {
         return;
     };
@@ -449,22 +478,23 @@ fn wake_id_waiter(core: &LoopCore, id: TaskId) {
         return;
     }
     h.scheduled.set(true);
+    // Cloned only once it is sure to be queued.
+    let handle = handle.clone();
+    drop(tasks);
     core.ready.push(handle);
 }
 
 /// Wakes the waiters and schedules the done callbacks of something that
 /// just completed.
 pub(crate) fn fire_completion(core: &Rc<LoopCore>, completion: &Completion) {
-    for entry in completion.take() {
-        match entry {
-            Entry::Waiter(Waiter::Task(id)) => wake_id_waiter(core, id),
-            Entry::Waiter(w) => w.wake(core),
-            // On a closed loop the callback cannot run; it is dropped here.
-            Entry::Callback(f) => {
-                let _ = LoopRef::from_core(core.clone()).call_soon(f);
-            }
+    completion.take_each(|entry| match entry {
+        Entry::Waiter(Waiter::Task(id)) => wake_id_waiter(core, id),
+        Entry::Waiter(w) => w.wake(core),
+        // On a closed loop the callback cannot run; it is dropped here.
+        Entry::Callback(f) => {
+            let _ = LoopRef::from_core(core.clone()).call_soon(f);
         }
-    }
+    });
 }
 
 /// The typed view of a task allocation, independent of its future type.
@@ -657,11 +687,11 @@ where
         // task itself — a cycle nothing else would break.
         self.drop_future();
         let core = self.header.core.upgrade();
-        for entry in self.header.completion.take() {
+        self.header.completion.take_each(|entry| {
             if let (Entry::Waiter(Waiter::Task(id)), Some(core)) = (&entry, &core) {
                 count_id_wait(core, *id, false);
             }
-        }
+        });
     }
 }
 

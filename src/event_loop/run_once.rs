@@ -56,16 +56,23 @@ impl LoopCore {
     /// what debug mode's hooks cost when it is off: it compiles them out.
     pub(crate) fn run_once<const HOOKS: bool>(self: &Rc<Self>) -> Result<(), LoopError> {
         let timeout = self.compute_poll_timeout();
-        self.poll_io::<HOOKS>(timeout)?;
-        self.dispatch_io_events();
+        // Phases 3 and 6 only have work after a real poll: without one
+        // there are no events to dispatch, so no fd dispatched either.
+        let polled = self.poll_io::<HOOKS>(timeout)?;
+        if polled {
+            self.dispatch_io_events();
+        }
         self.drain_injected();
         self.collect_due_timers();
         self.run_ready::<HOOKS>();
-        self.queue_level_rechecks();
+        if polled {
+            self.queue_level_rechecks();
+        }
         Ok(())
     }
 
     /// Phase 1: how long may the poll wait?
+    #[inline]
     fn compute_poll_timeout(&self) -> PollTimeout {
         // An fd to recheck was ready a moment ago: do not block on it.
         if !self.ready.is_empty()
@@ -81,10 +88,29 @@ impl LoopCore {
         }
     }
 
-    /// Phase 2: wait for I/O readiness, or for the next timer.
-    fn poll_io<const HOOKS: bool>(&self, timeout: PollTimeout) -> Result<(), LoopError> {
+    /// Phase 2: wait for I/O readiness, or for the next timer. True if
+    /// the reactor was polled (false: there are no events to dispatch).
+    #[inline]
+    fn poll_io<const HOOKS: bool>(&self, timeout: PollTimeout) -> Result<bool, LoopError> {
         let mut reactor = self.reactor.borrow_mut();
         let has_sources = reactor.sources() > 0;
+        if timeout == PollTimeout::Zero && !has_sources {
+            // The common case of a busy loop with no fd: nothing to learn.
+            reactor.clear_events();
+            return Ok(false);
+        }
+        self.poll_io_slow::<HOOKS>(&mut reactor, timeout, has_sources)?;
+        Ok(true)
+    }
+
+    /// `poll_io` when the reactor may have something to say.
+    #[inline(never)]
+    fn poll_io_slow<const HOOKS: bool>(
+        &self,
+        reactor: &mut crate::reactor::Reactor,
+        timeout: PollTimeout,
+        has_sources: bool,
+    ) -> Result<(), LoopError> {
         match timeout {
             PollTimeout::Zero => {
                 if has_sources {
@@ -113,13 +139,10 @@ impl LoopCore {
                         self.clock.advance_to(at);
                     }
                 } else {
-                    self.blocking_poll::<HOOKS>(
-                        &mut reactor,
-                        Some(Duration::from_nanos(at - now)),
-                    )?;
+                    self.blocking_poll::<HOOKS>(reactor, Some(Duration::from_nanos(at - now)))?;
                 }
             }
-            PollTimeout::Forever => self.blocking_poll::<HOOKS>(&mut reactor, None)?,
+            PollTimeout::Forever => self.blocking_poll::<HOOKS>(reactor, None)?,
         }
         Ok(())
     }
@@ -183,6 +206,7 @@ impl LoopCore {
     /// in it. (A cap, as tokio's inject budget, measured about 17% less CPU
     /// on a flood of posts, but would let timers overtake earlier posts.)
     /// One atomic load when there is none.
+    #[inline]
     fn drain_injected(&self) {
         if self.remote.has_injected() {
             self.drain_remote();
@@ -191,11 +215,17 @@ impl LoopCore {
 
     /// Phase 4: move every timer whose deadline has passed to the ready
     /// queue, earliest deadline first, ties in scheduling order.
+    #[inline]
     fn collect_due_timers(&self) {
-        let mut timers = self.timers.borrow_mut();
-        if timers.is_empty() {
+        if self.timers.borrow().is_empty() {
             return;
         }
+        self.collect_due_timers_slow();
+    }
+
+    #[inline(never)]
+    fn collect_due_timers_slow(&self) {
+        let mut timers = self.timers.borrow_mut();
         let now = self.clock.now_ns();
         // Timers enter the wheel's due set at the start of their millisecond and fire in the
         // iterations that follow. With many timers pending, each handle was allocated long

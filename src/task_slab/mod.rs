@@ -313,6 +313,14 @@ unsafe fn borrowed_wake_by_ref(data: *const ()) {
 
 unsafe fn borrowed_drop(_: *const ()) {}
 
+/// True if `waker` is the borrowed waker of `src` (a task's own waker, as
+/// lent to its poll): two pointer comparisons.
+#[inline]
+pub(crate) fn is_borrowed_waker_of(waker: &Waker, src: &WakerSource) -> bool {
+    std::ptr::eq(waker.vtable(), &BORROWED)
+        && std::ptr::eq(waker.data(), src as *const WakerSource as *const ())
+}
+
 /// The task behind `waker` if it is an aioloop task waker (owned or
 /// borrowed) of the loop whose remote is `remote`.
 pub(crate) fn task_of_waker(waker: &Waker, remote: &Arc<Remote>) -> Option<TaskId> {

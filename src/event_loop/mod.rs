@@ -286,16 +286,18 @@ impl LoopCore {
     /// Puts a task's next step on the ready queue, unless it is already
     /// there, done, or unknown (a stale id). asyncio's `call_soon(__step)`.
     pub(crate) fn schedule_task(&self, id: TaskId) {
-        let handle = match self.tasks.borrow().get(id) {
-            Some(h) => h.clone(),
-            None => return,
-        };
+        let tasks = self.tasks.borrow();
+        let Some(handle) = tasks.get(id) else { return };
         if let Some(t) = handle.task_header() {
             if t.scheduled.get() || t.is_done() {
                 return;
             }
             t.scheduled.set(true);
         }
+        // Cloned only once it is sure to be queued (a task woken twice
+        // before it runs is the common case of a redundant wake).
+        let handle = handle.clone();
+        drop(tasks);
         self.ready.push(handle);
     }
 

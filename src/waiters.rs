@@ -292,6 +292,15 @@ impl Entries {
         match self {
             // Nothing to drop in `Empty`: skip the drop glue.
             Entries::Empty => std::mem::forget(std::mem::replace(self, Entries::One(slot))),
+            _ => self.push_more(slot),
+        }
+    }
+
+    /// `push` onto a list that has entries already.
+    #[inline(never)]
+    fn push_more(&mut self, slot: Slot) {
+        match self {
+            Entries::Empty => *self = Entries::One(slot),
             Entries::Many(v) => v.push_back(slot),
             Entries::One(_) => {
                 let Entries::One(first) = std::mem::take(self) else {

@@ -237,8 +237,12 @@ impl LoopCore {
         if HOOKS && self.debug.on() {
             return self.run_handle_debug(handle);
         }
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| handle.invoke())) {
-            self.callback_panicked(handle, PanicError::new(payload));
+        // A batch of `call_soon_threadsafe` calls goes on after the one that
+        // panicked, as separate handles would: enter it again.
+        while let Err(payload) = catch_unwind(AssertUnwindSafe(|| handle.invoke())) {
+            if !self.callback_panicked(handle, PanicError::new(payload)) {
+                break;
+            }
         }
     }
 
@@ -247,6 +251,23 @@ impl LoopCore {
     /// does (`Executing <Handle ...> took 0.123 seconds`).
     #[inline(never)]
     fn run_handle_debug(self: &Rc<Self>, handle: &Handle) {
+        let Some(batch) = handle.remote_batch() else {
+            return self.run_timed(handle, || handle.invoke());
+        };
+        // Each call of a batch is a callback of its own here: timed,
+        // watched and reported under its own name and site, with the
+        // stuck-task check between calls as `run_ready` does between handles.
+        batch.run_each(|call| {
+            if !self.suspects.is_empty() {
+                self.check_suspects();
+            }
+            let h = crate::remote::call_handle(call.name(), call.site());
+            self.run_timed(&h, || call.run());
+        });
+    }
+
+    /// The body of `run_handle_debug` for one callback: `invoke` runs it.
+    fn run_timed(self: &Rc<Self>, handle: &Handle, invoke: impl FnOnce()) {
         let task = handle.task_header();
         let (site, number) = match task {
             Some(h) => (h.site(), h.number()),
@@ -254,8 +275,9 @@ impl LoopCore {
         };
         let start = crate::debug::coarse_now_ns();
         self.debug.with_watchdog(|w| w.enter(site, number, start));
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| handle.invoke())) {
-            self.callback_panicked(handle, PanicError::new(payload));
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(invoke)) {
+            // Not a batch (a call of one has its own handle): nothing to resume.
+            let _ = self.callback_panicked(handle, PanicError::new(payload));
         }
         let took = crate::debug::coarse_now_ns().saturating_sub(start);
         self.debug.with_watchdog(|w| w.leave());
@@ -275,10 +297,19 @@ impl LoopCore {
         }
     }
 
+    /// Reports a panic caught while running `handle`; for a batch of
+    /// `call_soon_threadsafe` calls, under the call that panicked. True if
+    /// `handle` is such a batch, whose other calls must still run.
     #[cold]
-    fn callback_panicked(self: &Rc<Self>, handle: &Handle, panic: PanicError) {
-        let context = ExceptionContext::callback_panicked(handle, panic);
+    #[must_use]
+    fn callback_panicked(self: &Rc<Self>, handle: &Handle, panic: PanicError) -> bool {
+        let batch = handle.remote_batch();
+        let context = match batch {
+            Some(b) => ExceptionContext::callback_panicked(&b.panicked_handle(), panic),
+            None => ExceptionContext::callback_panicked(handle, panic),
+        };
         LoopRef { core: self.clone() }.call_exception_handler(&context);
+        batch.is_some()
     }
 
     /// Phase 6: the fds that dispatched are rechecked by the next poll, so

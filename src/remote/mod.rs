@@ -21,7 +21,10 @@
 //!   before it reads the tail. Either the drain sees the claim, or the post
 //!   sees the reset flag and wakes the loop. A claimed slot whose message is
 //!   not written yet stops the drain, which then sets `notified` again: the
-//!   loop looks once more on its next iteration instead of sleeping.
+//!   loop looks once more on its next iteration instead of sleeping. A
+//!   drain that took something sets it again too, so a steady flood of
+//!   posts costs no eventfd write at all: only an empty drain leaves the
+//!   flag off (one more iteration, without sleeping, after each batch).
 //! - Checking for injected work costs the loop one atomic load per
 //!   iteration (and `call_soon` one more); no system call when nothing was
 //!   injected.
@@ -155,18 +158,23 @@ impl Remote {
         if !self.notified.0.swap(false, Ordering::SeqCst) {
             return;
         }
+        let mut took = false;
         let done = self.queue.drain(limit, |t| {
+            took = true;
             f(match t {
                 Taken::Calls { end } => Injected::Calls(RemoteBatch::new(self.clone(), end)),
                 Taken::Wake(id) => Injected::Wake(id),
                 Taken::Stop => Injected::Stop,
             })
         });
-        if !done {
+        if !done || took {
             // Items left over, or a producer claimed a slot and is still
             // writing it: look again next iteration (that producer's own
             // check may have seen the flag set, so it will not wake the
-            // reactor).
+            // reactor). After a drain that took something, too: posts
+            // often come in floods, and while the flag stays set the
+            // producers post without a system call; the loop turns it off
+            // on the first drain that finds nothing.
             self.notified.0.store(true, Ordering::SeqCst);
         }
     }

@@ -112,6 +112,7 @@ impl Remote {
 
     /// Queues a message from any thread and wakes the reactor if it is the
     /// first of a batch. Hands the message back if the loop is closed.
+    #[inline]
     fn post(
         &self,
         site: &'static Location<'static>,

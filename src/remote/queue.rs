@@ -328,7 +328,9 @@ unsafe impl Sync for Pool {}
 /// A slot as its `ThreadsafeHandle` sees it: one of the slot's handle count.
 pub(crate) struct HandleSlot {
     block: NonNull<Block>,
-    offset: usize,
+    /// In `block`: kept as a pointer so that a handle's drop, on the
+    /// producer's hot path, does no index arithmetic.
+    slot: NonNull<Slot>,
 }
 
 // SAFETY: through a `HandleSlot`, only the atomic `state`, the read-only
@@ -338,9 +340,10 @@ unsafe impl Send for HandleSlot {}
 unsafe impl Sync for HandleSlot {}
 
 impl HandleSlot {
+    #[inline]
     fn slot(&self) -> &Slot {
         // SAFETY: a handle keeps its slot from dying, so the block is alive.
-        unsafe { self.block.as_ref().slot(self.offset) }
+        unsafe { self.slot.as_ref() }
     }
 
     /// The status bits (`PENDING`…).
@@ -370,12 +373,13 @@ impl Clone for HandleSlot {
         }
         HandleSlot {
             block: self.block,
-            offset: self.offset,
+            slot: self.slot,
         }
     }
 }
 
 impl Drop for HandleSlot {
+    #[inline]
     fn drop(&mut self) {
         let old = self.slot().state.fetch_sub(HANDLE, Ordering::AcqRel);
         if old & FINISHED != 0 && old >> HANDLES == 1 {
@@ -551,6 +555,7 @@ impl Queue {
     /// The claim is a `SeqCst` read-modify-write of the tail index: the
     /// caller's later `SeqCst` check of the wake-up flag is ordered after it
     /// (see `Remote::post`).
+    #[inline]
     pub(crate) fn push(
         &self,
         site: &'static Location<'static>,
@@ -625,7 +630,7 @@ impl Queue {
         // the handle returned below.
         let handle = is_call.then(|| HandleSlot {
             block: NonNull::from(b),
-            offset,
+            slot: NonNull::from(slot),
         });
         let state = if is_call { FULL | HANDLE } else { FULL | kind };
         // After this store the block may be freed by others, unless `handle`

@@ -39,7 +39,7 @@
 //!   shared state, so a post allocates only the boxed closure (nothing for
 //!   a closure that captures nothing) and an amortized share of a block.
 //!   The loop's side allocates one marker per drain, not per call: the
-//!   calls run from their slots ([`batch`]).
+//!   calls run from their slots (`batch.rs`).
 //! - Per-producer FIFO: the queue is one FIFO, drained in order.
 
 use std::fmt;

@@ -77,6 +77,9 @@ impl RemoteBatch {
     /// batch resumes after that call when entered again.
     pub(crate) fn run_each(&self, mut each: impl FnMut(Call)) {
         self.started();
+        // A panic `each` caught itself (debug mode) left its record behind:
+        // it must not name a later panic of this batch.
+        let _ = queue::take_unwound();
         self.remote
             .queue
             .consume(self.end, queue::RAN, |call, won| {

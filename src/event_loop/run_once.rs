@@ -231,18 +231,17 @@ impl LoopCore {
     }
 
     /// The one place where user callbacks are entered. A panic is caught
-    /// here and handed to the exception handler; the loop goes on.
+    /// here and handed to the exception handler; the loop goes on. (A
+    /// batch of `call_soon_threadsafe` calls, entered here, catches each
+    /// call's panic itself, so that the rest of the batch runs: see
+    /// `remote/batch.rs`.)
     #[inline]
     fn run_handle<const HOOKS: bool>(self: &Rc<Self>, handle: &Handle) {
         if HOOKS && self.debug.on() {
             return self.run_handle_debug(handle);
         }
-        // A batch of `call_soon_threadsafe` calls goes on after the one that
-        // panicked, as separate handles would: enter it again.
-        while let Err(payload) = catch_unwind(AssertUnwindSafe(|| handle.invoke())) {
-            if !self.callback_panicked(handle, PanicError::new(payload)) {
-                break;
-            }
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| handle.invoke())) {
+            self.callback_panicked(handle, PanicError::new(payload));
         }
     }
 
@@ -276,8 +275,7 @@ impl LoopCore {
         let start = crate::debug::coarse_now_ns();
         self.debug.with_watchdog(|w| w.enter(site, number, start));
         if let Err(payload) = catch_unwind(AssertUnwindSafe(invoke)) {
-            // Not a batch (a call of one has its own handle): nothing to resume.
-            let _ = self.callback_panicked(handle, PanicError::new(payload));
+            self.callback_panicked(handle, PanicError::new(payload));
         }
         let took = crate::debug::coarse_now_ns().saturating_sub(start);
         self.debug.with_watchdog(|w| w.leave());
@@ -297,19 +295,10 @@ impl LoopCore {
         }
     }
 
-    /// Reports a panic caught while running `handle`; for a batch of
-    /// `call_soon_threadsafe` calls, under the call that panicked. True if
-    /// `handle` is such a batch, whose other calls must still run.
     #[cold]
-    #[must_use]
-    fn callback_panicked(self: &Rc<Self>, handle: &Handle, panic: PanicError) -> bool {
-        let batch = handle.remote_batch();
-        let context = match batch {
-            Some(b) => ExceptionContext::callback_panicked(&b.panicked_handle(), panic),
-            None => ExceptionContext::callback_panicked(handle, panic),
-        };
+    fn callback_panicked(self: &Rc<Self>, handle: &Handle, panic: PanicError) {
+        let context = ExceptionContext::callback_panicked(handle, panic);
         LoopRef { core: self.clone() }.call_exception_handler(&context);
-        batch.is_some()
     }
 
     /// Phase 6: the fds that dispatched are rechecked by the next poll, so

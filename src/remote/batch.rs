@@ -17,8 +17,8 @@
 //!   ran), so the calls keep their places among local callbacks and task
 //!   steps. A task wake or a stop between two calls ends a batch.
 //! - Each call is a callback of its own for everything observable: a panic
-//!   is reported under the call's name and site and the rest of the batch
-//!   still runs (`run_once::run_handle` re-enters the batch); debug mode
+//!   is caught per call and reported under the call's name and site, and
+//!   the rest of the batch still runs; debug mode
 //!   times, watches and reports each call (`run_handle_debug`); the
 //!   stuck-task check runs between calls as between handles.
 //! - A call cancelled from another thread before the runner reaches it is
@@ -29,15 +29,16 @@
 
 use std::cell::Cell;
 use std::marker::PhantomData;
-use std::panic::Location;
+use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::queue::{self, Call};
 use super::Remote;
+use crate::errors::PanicError;
 use crate::event_loop::handle::{HandleInner, Invoke};
-use crate::event_loop::{get_running_loop, Handle};
+use crate::event_loop::{get_running_loop, ExceptionContext, Handle};
 
 /// Calls a drain took, from the runner's position up to `end`.
 pub(crate) struct RemoteBatch {
@@ -73,8 +74,8 @@ impl RemoteBatch {
     }
 
     /// Gives `each` the calls of this batch still to run, in order, one at a
-    /// time; a cancelled one is dropped instead. If `each` panics, the
-    /// batch resumes after that call when entered again.
+    /// time; a cancelled one is dropped instead. Were `each` to panic, the
+    /// batch would resume after that call when entered again.
     pub(crate) fn run_each(&self, mut each: impl FnMut(Call)) {
         self.started();
         // A panic `each` caught itself (debug mode) left its record behind:
@@ -119,17 +120,30 @@ pub(crate) fn call_handle(name: &'static str, site: &'static Location<'static>) 
 }
 
 impl Invoke for RemoteBatch {
+    /// Runs the calls as `run_ready` and `run_handle` run handles (debug
+    /// mode has its own loop, in `run_handle_debug`).
     fn invoke(&self) {
-        // `run_ready` checks for stuck tasks after each handle; a batch
-        // does it after each of its calls.
-        let lp = get_running_loop().ok();
+        // Entered only from the run phase, inside `run_forever`.
+        let Ok(lp) = get_running_loop() else {
+            return;
+        };
+        let core = lp.core();
         self.run_each(|call| {
-            if let Some(core) = lp.as_ref().map(|lp| lp.core()) {
-                if !core.suspects.is_empty() {
-                    core.check_suspects();
-                }
+            // `run_ready` checks for stuck tasks after each handle.
+            if !core.suspects.is_empty() {
+                core.check_suspects();
             }
-            call.run()
+            // `run_handle`'s catch, per call: the rest of the batch runs.
+            // Catching here rather than re-entering the batch from
+            // `run_handle` keeps that hot path as it was (a loop there
+            // cost every callback four instructions, measured).
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| call.run())) {
+                let context = ExceptionContext::callback_panicked(
+                    &self.panicked_handle(),
+                    PanicError::new(payload),
+                );
+                lp.call_exception_handler(&context);
+            }
         });
     }
 

@@ -18,9 +18,9 @@
 //!   steps. A task wake or a stop between two calls ends a batch.
 //! - Each call is a callback of its own for everything observable: a panic
 //!   is caught per call and reported under the call's name and site, and
-//!   the rest of the batch still runs; debug mode
-//!   times, watches and reports each call (`run_handle_debug`); the
-//!   stuck-task check runs between calls as between handles.
+//!   the rest of the batch still runs; debug mode times, watches and
+//!   reports each call (`run_handle_debug`); the stuck-task check runs
+//!   between calls as between handles.
 //! - A call cancelled from another thread before the runner reaches it is
 //!   skipped, and its closure dropped on the loop's thread.
 //! - Nothing is lost silently: a batch dropped before it ran (the loop

@@ -719,3 +719,250 @@ fn call_soon_runs_after_every_earlier_post_even_when_they_exceed_one_drain() {
     let want: Vec<usize> = (0..POSTS).chain([usize::MAX]).collect();
     assert_eq!(*order, want);
 }
+
+// ------------------------------------------------------- drained batches
+//
+// The loop drains consecutive posts as one batch and runs the calls from
+// the injection queue; each call must still behave as a callback of its own.
+
+/// Posts `fs` from another thread, in order, and joins it: they are all
+/// queued before the loop drains.
+fn post_all(lp: &EventLoop, fs: Vec<Box<dyn FnOnce() + Send>>) -> Vec<aioloop::ThreadsafeHandle> {
+    let door = lp.loop_handle();
+    thread::spawn(move || {
+        fs.into_iter()
+            .map(|f| door.call_soon_threadsafe(f).unwrap())
+            .collect()
+    })
+    .join()
+    .unwrap()
+}
+
+fn push(rec: &Arc<Mutex<Vec<&'static str>>>, what: &'static str) -> Box<dyn FnOnce() + Send> {
+    let rec = rec.clone();
+    Box::new(move || rec.lock().unwrap().push(what))
+}
+
+#[test]
+fn a_call_panicking_mid_batch_is_reported_alone_and_the_rest_still_run() {
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let reports = Arc::new(Mutex::new(Vec::new()));
+    let r = reports.clone();
+    lp.set_exception_handler(Some(std::rc::Rc::new(move |_lp, ctx| {
+        let h = ctx.handle.as_ref().unwrap();
+        r.lock().unwrap().push((
+            ctx.message.clone(),
+            h.source_location().line(),
+            h.callback_name().to_owned(),
+        ));
+    })));
+    let rec = Arc::new(Mutex::new(Vec::new()));
+    let door = lp.loop_handle();
+    let (r1, r2) = (rec.clone(), rec.clone());
+    let lines = [line!() + 4, line!() + 7];
+    thread::spawn(move || {
+        door.call_soon_threadsafe(move || r1.lock().unwrap().push("first"))
+            .unwrap();
+        door.call_soon_threadsafe(|| panic!("mid-batch")).unwrap();
+        door.call_soon_threadsafe(move || r2.lock().unwrap().push("third"))
+            .unwrap();
+        door.call_soon_threadsafe(|| panic!("last")).unwrap();
+    })
+    .join()
+    .unwrap();
+    lp.call_soon(stopper(&lp)).unwrap();
+    lp.run_forever().unwrap();
+    assert_eq!(*rec.lock().unwrap(), ["first", "third"]);
+    let reports = reports.lock().unwrap();
+    assert_eq!(reports.len(), 2, "{reports:?}");
+    for ((message, line, name), want) in reports.iter().zip(lines) {
+        assert_eq!(*line, want, "{message}");
+        assert!(name.starts_with("threadsafe::"), "{name}");
+        assert!(
+            message.starts_with(&format!(
+                "Exception in callback {name} at tests/threadsafe.rs:{want}"
+            )),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn a_call_cancelled_by_an_earlier_call_of_its_batch_is_skipped() {
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let rec = Arc::new(Mutex::new(Vec::new()));
+    let victim: Arc<Mutex<Option<aioloop::ThreadsafeHandle>>> = Arc::default();
+    let (v, r) = (victim.clone(), rec.clone());
+    let canceller: Box<dyn FnOnce() + Send> = Box::new(move || {
+        r.lock().unwrap().push("canceller");
+        assert!(v.lock().unwrap().as_ref().unwrap().cancel());
+    });
+    let hs = post_all(
+        &lp,
+        vec![canceller, push(&rec, "victim"), push(&rec, "after")],
+    );
+    *victim.lock().unwrap() = Some(hs[1].clone());
+    lp.call_soon(stopper(&lp)).unwrap();
+    lp.run_forever().unwrap();
+    assert_eq!(*rec.lock().unwrap(), ["canceller", "after"]);
+    let status: Vec<_> = hs.iter().map(|h| h.status()).collect();
+    assert_eq!(
+        status,
+        [CallStatus::Ran, CallStatus::Cancelled, CallStatus::Ran]
+    );
+}
+
+#[test]
+fn stop_inside_a_batch_still_runs_the_rest_of_the_calls_drained_with_it() {
+    // asyncio's ntodo: everything ready when the run phase began runs; what
+    // a call schedules waits for the next run.
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let rec = Arc::new(Mutex::new(Vec::new()));
+    let r = rec.clone();
+    let stopper_call: Box<dyn FnOnce() + Send> = Box::new(move || {
+        let lp = aioloop::get_running_loop().unwrap();
+        lp.stop();
+        let r = r.clone();
+        lp.call_soon(move || r.lock().unwrap().push("next run"))
+            .unwrap();
+    });
+    post_all(
+        &lp,
+        vec![push(&rec, "before"), stopper_call, push(&rec, "after")],
+    );
+    lp.run_forever().unwrap();
+    assert_eq!(*rec.lock().unwrap(), ["before", "after"]);
+    lp.call_soon(stopper(&lp)).unwrap();
+    lp.run_forever().unwrap();
+    assert_eq!(*rec.lock().unwrap(), ["before", "after", "next run"]);
+}
+
+#[test]
+fn closing_with_drained_calls_not_run_reports_each_pending_one() {
+    capture_logs();
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let rec = Arc::new(Mutex::new(Vec::new()));
+    let hs = post_all(&lp, vec![push(&rec, "a"), push(&rec, "b"), push(&rec, "c")]);
+    assert!(hs[1].cancel());
+    // call_soon drains the posts into the ready queue; nothing runs them.
+    lp.call_soon(|| {}).unwrap();
+    assert_eq!(lp.ready_callbacks(), 4, "three calls and the local one");
+    let late = post_all(&lp, vec![push(&rec, "never drained")]);
+    lp.close().unwrap();
+    assert!(rec.lock().unwrap().is_empty());
+    let status: Vec<_> = hs.iter().chain(&late).map(|h| h.status()).collect();
+    assert_eq!(
+        status,
+        [
+            CallStatus::Dropped,
+            CallStatus::Cancelled,
+            CallStatus::Dropped,
+            CallStatus::Dropped
+        ]
+    );
+    let warned = logs("asyncio")
+        .into_iter()
+        .filter(|(l, m)| *l == log::Level::Warn && m.contains("was dropped: the event loop closed"))
+        .count();
+    assert_eq!(warned, 3, "each pending call, not the cancelled one");
+    assert_eq!(lp.ready_callbacks(), 0);
+}
+
+#[test]
+fn a_task_woken_between_two_posts_runs_between_them() {
+    use std::future::poll_fn;
+    use std::task::{Poll, Waker};
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let rec = Arc::new(Mutex::new(Vec::new()));
+    let waker: Arc<Mutex<Option<Waker>>> = Arc::default();
+    let (w, r) = (waker.clone(), rec.clone());
+    let task = lp
+        .create_task(async move {
+            let mut parked = false;
+            poll_fn(|cx| {
+                if parked {
+                    return Poll::Ready(());
+                }
+                parked = true;
+                *w.lock().unwrap() = Some(cx.waker().clone());
+                Poll::Pending
+            })
+            .await;
+            r.lock().unwrap().push("task");
+            Ok::<_, std::convert::Infallible>(())
+        })
+        .unwrap();
+    lp.call_soon(stopper(&lp)).unwrap();
+    lp.run_forever().unwrap();
+    let w = waker.lock().unwrap().take().unwrap();
+    let wake: Box<dyn FnOnce() + Send> = Box::new(move || w.wake());
+    // The wake is not a call: run it on the posting thread, between posts.
+    let door = lp.loop_handle();
+    let (a, b) = (push(&rec, "before"), push(&rec, "after"));
+    thread::spawn(move || {
+        door.call_soon_threadsafe(a).unwrap();
+        wake();
+        door.call_soon_threadsafe(b).unwrap();
+    })
+    .join()
+    .unwrap();
+    lp.call_soon(stopper(&lp)).unwrap();
+    lp.run_forever().unwrap();
+    assert_eq!(*rec.lock().unwrap(), ["before", "task", "after"]);
+    assert!(task.done());
+}
+
+#[test]
+fn ready_callbacks_counts_each_drained_call_also_from_inside_one() {
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let probe = |s: &Arc<Mutex<Vec<usize>>>| -> Box<dyn FnOnce() + Send> {
+        let s = s.clone();
+        Box::new(move || {
+            let n = aioloop::get_running_loop().unwrap().ready_callbacks();
+            s.lock().unwrap().push(n);
+        })
+    };
+    post_all(&lp, vec![probe(&seen), probe(&seen), probe(&seen)]);
+    lp.call_soon(stopper(&lp)).unwrap();
+    assert_eq!(lp.ready_callbacks(), 4);
+    lp.run_forever().unwrap();
+    // Inside each call: the calls after it, and the stopper.
+    assert_eq!(*seen.lock().unwrap(), [3, 2, 1]);
+    assert_eq!(lp.ready_callbacks(), 0);
+}
+
+#[test]
+fn debug_mode_times_and_reports_each_call_of_a_batch_on_its_own() {
+    capture_logs();
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    lp.set_debug(true);
+    // Every callback is "slow": the report does not depend on timing.
+    lp.set_slow_callback_duration(Duration::ZERO);
+    let door = lp.loop_handle();
+    let lines = [line!() + 2, line!() + 3];
+    thread::spawn(move || {
+        door.call_soon_threadsafe(|| {}).unwrap();
+        door.call_soon_threadsafe(|| {}).unwrap();
+    })
+    .join()
+    .unwrap();
+    lp.call_soon(stopper(&lp)).unwrap();
+    lp.run_forever().unwrap();
+    lp.close().unwrap();
+    let executing: Vec<String> = logs("asyncio")
+        .into_iter()
+        .filter(|(l, m)| *l == log::Level::Warn && m.contains("::debug_mode_times"))
+        .map(|(_, m)| m)
+        .collect();
+    assert_eq!(executing.len(), 2, "{executing:?}");
+    for (m, line) in executing.iter().zip(lines) {
+        assert!(
+            m.starts_with("Executing <Handle threadsafe::")
+                && m.contains(&format!(
+                    "{{{{closure}}}} at tests/threadsafe.rs:{line}> took "
+                )),
+            "{m}"
+        );
+    }
+}

@@ -47,6 +47,11 @@ pub(crate) trait Invoke {
     fn future_span(&self) -> Option<(usize, usize)> {
         None
     }
+    /// The `call_soon_threadsafe` calls behind this handle, when it is a
+    /// drained batch of them: the run phase treats each as a callback.
+    fn remote_batch(&self) -> Option<&crate::remote::RemoteBatch> {
+        None
+    }
 }
 
 /// A callback that runs once (`call_soon`, `call_later`).
@@ -191,6 +196,12 @@ impl Handle {
     /// Strong and weak counts of the shared allocation.
     pub(crate) fn counts(&self) -> (usize, usize) {
         (Rc::strong_count(&self.inner), Rc::weak_count(&self.inner))
+    }
+
+    /// See [`Invoke::remote_batch`].
+    #[inline]
+    pub(crate) fn remote_batch(&self) -> Option<&crate::remote::RemoteBatch> {
+        self.inner.callback.remote_batch()
     }
 
     /// See [`Invoke::future_span`].

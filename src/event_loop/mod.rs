@@ -303,11 +303,13 @@ impl LoopCore {
 
     /// Moves injected work to the ready queue, in arrival order. Called
     /// from phase 3b, and by `call_soon` when something is pending, so that
-    /// both doors share one FIFO as in asyncio.
+    /// both doors share one FIFO as in asyncio. Consecutive
+    /// `call_soon_threadsafe` calls join it as one batch, run from where
+    /// they were posted (see `remote/batch.rs`).
     pub(crate) fn drain_remote(&self) {
         self.remote.drain_at_most(usize::MAX, |item| match item {
             Injected::Wake(id) => self.schedule_task(id),
-            Injected::Call(call) => self.ready.push(call.into_handle()),
+            Injected::Calls(batch) => self.ready.push(batch.into_handle()),
             Injected::Stop => self.stopping.set(true),
         });
     }
@@ -553,7 +555,10 @@ impl LoopRef {
 
     /// Number of callbacks waiting in the ready queue.
     pub fn ready_callbacks(&self) -> usize {
-        self.core.ready.len()
+        // A drained batch of `call_soon_threadsafe` calls is one entry of
+        // the ready queue: count its calls instead.
+        let (calls, batches) = self.core.remote.drained_calls();
+        (self.core.ready.len() + calls).saturating_sub(batches)
     }
 
     /// Runs the loop until [`stop`](LoopRef::stop) is called (asyncio's

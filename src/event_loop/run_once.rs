@@ -261,7 +261,10 @@ impl LoopCore {
     }
 
     /// The one place where user callbacks are entered. A panic is caught
-    /// here and handed to the exception handler; the loop goes on.
+    /// here and handed to the exception handler; the loop goes on. (A
+    /// batch of `call_soon_threadsafe` calls, entered here, catches each
+    /// call's panic itself, so that the rest of the batch runs: see
+    /// `remote/batch.rs`.)
     #[inline]
     fn run_handle<const HOOKS: bool>(self: &Rc<Self>, handle: &Handle) {
         if HOOKS && self.debug.on() {
@@ -277,6 +280,23 @@ impl LoopCore {
     /// does (`Executing <Handle ...> took 0.123 seconds`).
     #[inline(never)]
     fn run_handle_debug(self: &Rc<Self>, handle: &Handle) {
+        let Some(batch) = handle.remote_batch() else {
+            return self.run_timed(handle, || handle.invoke());
+        };
+        // Each call of a batch is a callback of its own here: timed,
+        // watched and reported under its own name and site, with the
+        // stuck-task check between calls as `run_ready` does between handles.
+        batch.run_each(|call| {
+            if !self.suspects.is_empty() {
+                self.check_suspects();
+            }
+            let h = crate::remote::call_handle(call.name(), call.site());
+            self.run_timed(&h, || call.run());
+        });
+    }
+
+    /// The body of `run_handle_debug` for one callback: `invoke` runs it.
+    fn run_timed(self: &Rc<Self>, handle: &Handle, invoke: impl FnOnce()) {
         let task = handle.task_header();
         let (site, number) = match task {
             Some(h) => (h.site(), h.number()),
@@ -284,7 +304,7 @@ impl LoopCore {
         };
         let start = crate::debug::coarse_now_ns();
         self.debug.with_watchdog(|w| w.enter(site, number, start));
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| handle.invoke())) {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(invoke)) {
             self.callback_panicked(handle, PanicError::new(payload));
         }
         let took = crate::debug::coarse_now_ns().saturating_sub(start);

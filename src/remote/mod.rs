@@ -21,7 +21,10 @@
 //!   before it reads the tail. Either the drain sees the claim, or the post
 //!   sees the reset flag and wakes the loop. A claimed slot whose message is
 //!   not written yet stops the drain, which then sets `notified` again: the
-//!   loop looks once more on its next iteration instead of sleeping.
+//!   loop looks once more on its next iteration instead of sleeping. A
+//!   drain that took something sets it again too, so a steady flood of
+//!   posts costs no eventfd write at all: only an empty drain leaves the
+//!   flag off (one more iteration, without sleeping, after each batch).
 //! - Checking for injected work costs the loop one atomic load per
 //!   iteration (and `call_soon` one more); no system call when nothing was
 //!   injected.
@@ -29,32 +32,30 @@
 //!   loop is closed`); a callback that was accepted but never runs — still
 //!   queued at close, or posted in the instant `close()` ran (asyncio has
 //!   the same race between `_check_closed` and the append) — reports itself
-//!   when it is dropped (`RemoteCall`'s `Drop`). Closing marks the queue's
+//!   when it is dropped (`batch::drop_call`). Closing marks the queue's
 //!   tail; a post's claim is ordered before the mark (the closing drain
 //!   waits for its write and takes it) or after (refused).
 //! - One allocation at most per post: the queue's slot is the handle's
 //!   shared state, so a post allocates only the boxed closure (nothing for
 //!   a closure that captures nothing) and an amortized share of a block.
-//!   The loop wraps each drained call in a local `Handle` (one allocation
-//!   on its own thread, freed there) for its ready queue.
+//!   The loop's side allocates one marker per drain, not per call: the
+//!   calls run from their slots (`batch.rs`).
 //! - Per-producer FIFO: the queue is one FIFO, drained in order.
 
 use std::fmt;
 use std::panic::Location;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use std::rc::Rc;
-
 use crate::errors::LoopError;
-use crate::event_loop::handle::{HandleInner, Invoke};
-use crate::event_loop::Handle;
 use crate::task_slab::TaskId;
 
+mod batch;
 pub mod concurrent;
 mod queue;
 
-use queue::{CacheLine, HandleSlot, LoopSlot, Message, Queue, Taken};
+pub(crate) use batch::{call_handle, RemoteBatch};
+use queue::{CacheLine, HandleSlot, Message, Queue, Taken};
 
 thread_local! {
     /// A per-thread address: two live threads never share it. Comparing it
@@ -62,105 +63,18 @@ thread_local! {
     static THREAD_MARK: u8 = const { 0 };
 }
 
-thread_local! {
-    /// The type name of the `call_soon_threadsafe` callback running on this
-    /// thread, kept for the report if it panics (the callback itself is
-    /// consumed by then).
-    static RUNNING_NAME: std::cell::Cell<&'static str> = const { std::cell::Cell::new("") };
-}
-
 fn thread_mark() -> usize {
     THREAD_MARK.with(|m| m as *const u8 as usize)
-}
-
-/// A thread-safe callback drained into the loop's ready queue (inside a
-/// `Handle`, see [`into_handle`](RemoteCall::into_handle)). Dropped
-/// without having run or been cancelled, it marks itself `Dropped` and
-/// logs it.
-pub(crate) struct RemoteCall {
-    slot: LoopSlot,
-}
-
-impl RemoteCall {
-    pub(crate) fn site(&self) -> &'static Location<'static> {
-        self.slot.site()
-    }
-
-    /// The loop's `Handle` for this call: what its ready queue holds. One
-    /// small allocation on the loop's own thread; a ready queue that could
-    /// hold the call itself (an enum of the two) cost `call_soon` about 10
-    /// ns per callback, measured, for reasons not pinned down.
-    pub(crate) fn into_handle(self) -> Handle {
-        /// The call as the loop runs it; named after the user's callback.
-        struct Remote(RemoteCall);
-        impl Invoke for Remote {
-            fn invoke(&self) {
-                self.0.run()
-            }
-            fn release(&self) {}
-            fn name(&self) -> &'static str {
-                self.0
-                    .slot
-                    .name()
-                    .unwrap_or_else(|| RUNNING_NAME.with(|n| n.get()))
-            }
-        }
-        let site = self.site();
-        let inner: Rc<HandleInner<dyn Invoke>> = Rc::new(HandleInner::new(site, Remote(self)));
-        Handle::from_inner(inner)
-    }
-
-    /// Runs the callback, unless a cancel from another thread won the race
-    /// (a cancelled callback is dropped here, on the loop's thread).
-    #[inline]
-    pub(crate) fn run(&self) {
-        if let Some(f) = self.slot.take() {
-            if self.slot.transition(queue::RAN) {
-                RUNNING_NAME.with(|n| n.set(f.name()));
-                f.call();
-            }
-        }
-    }
-}
-
-impl Drop for RemoteCall {
-    fn drop(&mut self) {
-        let Some(f) = self.slot.take() else {
-            return;
-        };
-        drop(f);
-        if self.slot.transition(queue::DROPPED) {
-            let site = self.slot.site();
-            log::warn!(
-                target: "asyncio",
-                "call_soon_threadsafe callback scheduled at {}:{} was dropped: \
-                 the event loop closed before running it",
-                site.file(),
-                site.line()
-            );
-        }
-    }
 }
 
 /// One item of the injection queue, as the loop takes it.
 pub(crate) enum Injected {
     /// A task's waker was woken off the loop's thread (or while it did not run).
     Wake(TaskId),
-    /// `call_soon_threadsafe`.
-    Call(RemoteCall),
+    /// Consecutive `call_soon_threadsafe` calls, still in the queue.
+    Calls(RemoteBatch),
     /// `LoopHandle::stop`.
     Stop,
-}
-
-impl From<Taken> for Injected {
-    #[inline]
-    fn from(t: Taken) -> Self {
-        match t {
-            Taken::Wake(id) => Injected::Wake(id),
-            Taken::Call(slot) => Injected::Call(RemoteCall { slot }),
-            Taken::Stop => Injected::Stop,
-        }
-    }
 }
 
 /// The `Send + Sync` part of a loop.
@@ -172,6 +86,9 @@ pub(crate) struct Remote {
     reactor_wakes: AtomicU64,
     reactor_waker: Arc<mio::Waker>,
     owner_mark: usize,
+    /// Batches drained and neither started nor dropped: each is one entry
+    /// of the ready queue standing for [`waiting_calls`](Self::waiting_calls).
+    waiting_batches: AtomicUsize,
 }
 
 impl Remote {
@@ -183,6 +100,7 @@ impl Remote {
             reactor_wakes: AtomicU64::new(0),
             reactor_waker,
             owner_mark: thread_mark(),
+            waiting_batches: AtomicUsize::new(0),
         }
     }
 
@@ -194,6 +112,7 @@ impl Remote {
 
     /// Queues a message from any thread and wakes the reactor if it is the
     /// first of a batch. Hands the message back if the loop is closed.
+    #[inline]
     fn post(
         &self,
         site: &'static Location<'static>,
@@ -230,23 +149,44 @@ impl Remote {
     /// Takes every injected item, in arrival order (FIFO per producer).
     /// `f` must not post or drain (it does not: it only queues work).
     #[cfg(test)]
-    pub(crate) fn drain(&self, f: impl FnMut(Injected)) {
+    pub(crate) fn drain(self: &Arc<Self>, f: impl FnMut(Injected)) {
         self.drain_at_most(usize::MAX, f)
     }
 
     /// As [`drain`](Self::drain), but takes at most `limit` items; the
     /// rest stay queued, and `has_injected` stays true.
-    pub(crate) fn drain_at_most(&self, limit: usize, mut f: impl FnMut(Injected)) {
+    pub(crate) fn drain_at_most(self: &Arc<Self>, limit: usize, mut f: impl FnMut(Injected)) {
         if !self.notified.0.swap(false, Ordering::SeqCst) {
             return;
         }
-        if !self.queue.drain(limit, |t| f(t.into())) {
+        let mut took = false;
+        let done = self.queue.drain(limit, |t| {
+            took = true;
+            f(match t {
+                Taken::Calls { end } => Injected::Calls(RemoteBatch::new(self.clone(), end)),
+                Taken::Wake(id) => Injected::Wake(id),
+                Taken::Stop => Injected::Stop,
+            })
+        });
+        if !done || took {
             // Items left over, or a producer claimed a slot and is still
             // writing it: look again next iteration (that producer's own
             // check may have seen the flag set, so it will not wake the
-            // reactor).
+            // reactor). After a drain that took something, too: posts
+            // often come in floods, and while the flag stays set the
+            // producers post without a system call; the loop turns it off
+            // on the first drain that finds nothing.
             self.notified.0.store(true, Ordering::SeqCst);
         }
+    }
+
+    /// `call_soon_threadsafe` calls drained and not yet run, and the ready
+    /// queue entries (batches) that stand for them.
+    pub(crate) fn drained_calls(&self) -> (usize, usize) {
+        (
+            self.queue.waiting_calls(),
+            self.waiting_batches.load(Ordering::Relaxed),
+        )
     }
 
     /// How many times posting has written to the reactor's eventfd: the
@@ -259,12 +199,19 @@ impl Remote {
         self.queue.is_closed()
     }
 
-    /// Refuses further posts and returns what was still queued (each
-    /// callback among them reports itself when dropped).
+    /// Refuses further posts and drops every call not run yet — drained
+    /// or not (each pending one logs it; their destructors run here, so
+    /// the caller holds no borrow). Returns the wakes and stops still
+    /// queued; the batches left in the ready queue then find nothing to do.
     pub(crate) fn close(&self) -> Vec<Injected> {
         let mut left = Vec::new();
-        self.queue.close(|t| left.push(t.into()));
+        let end = self.queue.close(|t| match t {
+            Taken::Calls { .. } => {}
+            Taken::Wake(id) => left.push(Injected::Wake(id)),
+            Taken::Stop => left.push(Injected::Stop),
+        });
         self.notified.0.store(false, Ordering::SeqCst);
+        self.queue.consume(end, queue::DROPPED, batch::drop_call);
         left
     }
 }

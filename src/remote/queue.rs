@@ -12,7 +12,13 @@
 //!   and creation site after the loop took the message, so the slot *is*
 //!   the state a `ThreadsafeHandle` points to; the callback itself stays in
 //!   the slot until the loop runs it. A block is freed when every slot in
-//!   it is dead and the consumer has left it (see *Slot state*).
+//!   it is dead and both consumer cursors have left it (see *Slot state*).
+//! - The consumer has two cursors. The *head* takes messages (the drain):
+//!   it hands task wakes and stops out at once, but only counts the calls,
+//!   which stay in their slots. The *runner* trails it and runs (or drops)
+//!   those calls when the loop gets to them. So draining a call allocates
+//!   nothing on the loop's side either: the loop queues one marker per run
+//!   of consecutive calls (see `batch.rs`), not one handle per call.
 //! - Closing is crossbeam's disconnection: `MARK` set on the tail index.
 //!   A claim is a compare-and-swap on that word, so every post is ordered
 //!   before or after the close: before, and the closing drain waits for it
@@ -37,7 +43,8 @@
 //! - `FULL`: set (release) by the producer once the message is written;
 //!   never cleared;
 //! - `FINISHED`: the loop is done with the slot (its message was taken and
-//!   run or dropped); set once, by the loop;
+//!   run or dropped); set once, by the loop (for a call, by the runner, in
+//!   the same compare-and-swap that moves the status out of `PENDING`);
 //! - `WAKE`, `STOP`: which message the payload holds, set with `FULL`
 //!   (neither: a call);
 //! - bits 6 and up: how many `ThreadsafeHandle`s point at the slot.
@@ -47,17 +54,24 @@
 //! claimed is dead when the queue is dropped). Whoever makes it dead —
 //! usually the loop, as a handle is typically dropped at once — releases
 //! one of the block's `live` count, which starts at `BLOCK_CAP` plus one
-//! for the consumer's head; the last release frees the block. `live` sits
-//! on its own cache line, away from the line producers claim and link on.
+//! for each consumer cursor (head, runner); the last release frees the
+//! block. A cursor counts the slots it makes dead and releases them with
+//! its own count when it leaves the block: one atomic per block, not per
+//! slot. `live` sits on its own cache line, away from the line producers
+//! claim and link on.
 //!
 //! # Invariants
 //!
 //! - A producer dereferences a block only after claiming one of its slots;
-//!   an unfinished slot holds a loop-side reference, so the block is alive.
+//!   the runner's count keeps every block it has not left alive, and a
+//!   claimed slot is ahead of the runner.
 //! - The message of a slot is written by exactly one producer, before
-//!   `FULL` is set (release); it is read or moved out only by the consumer
-//!   (after an acquire load of `FULL`), or by the one [`LoopSlot`] made for
-//!   it, which moves it out once.
+//!   `FULL` is set (release); it is read only by the consumer after an
+//!   acquire load of `FULL`: a wake by the head, a call moved out once by
+//!   the runner, which passes each index once.
+//! - The runner never passes the head: it only runs up to an index a drain
+//!   handed out (`Taken::Calls::end`). Calls therefore run in queue order,
+//!   whichever marker reaches them.
 //! - A block is freed once, by whoever releases its last `live` count, and
 //!   only when every message has been moved out (a slot is dead only after
 //!   its message is gone).
@@ -79,6 +93,8 @@ const LAP: usize = 32;
 /// Slots per block; the last offset of a lap marks "installing the next".
 /// 31 slots of 32 bytes: a block is about 1 KiB, one allocation per 31 posts.
 const BLOCK_CAP: usize = LAP - 1;
+/// A new block's `live` count: its slots, the head and the runner.
+const FRESH_LIVE: usize = BLOCK_CAP + 2;
 /// Low bits of an index reserved for `MARK`.
 const SHIFT: usize = 1;
 /// Set in the tail index once the queue is closed.
@@ -87,17 +103,45 @@ const MARK: usize = 1;
 /// A callback posted from another thread: runs once, and names itself for
 /// the exception handler.
 pub(crate) trait RemoteFn: Send {
-    fn call(self: Box<Self>);
+    /// Runs it; if it panics, `site` and its name are left for
+    /// [`take_unwound`] on the way out.
+    fn call(self: Box<Self>, site: &'static Location<'static>);
     fn name(&self) -> &'static str;
 }
 
 impl<F: FnOnce() + Send + 'static> RemoteFn for F {
-    fn call(self: Box<Self>) {
-        (*self)()
+    #[inline]
+    fn call(self: Box<Self>, site: &'static Location<'static>) {
+        // Dropped only by an unwind: a call that returns costs nothing more.
+        let unwinding = Unwound(std::any::type_name::<F>(), site);
+        (*self)();
+        std::mem::forget(unwinding);
     }
     fn name(&self) -> &'static str {
         std::any::type_name::<F>()
     }
+}
+
+thread_local! {
+    /// The last call that panicked on this thread, for its report: the loop
+    /// catches the panic further out, where the call is gone.
+    static UNWOUND: Cell<Option<(&'static str, &'static Location<'static>)>> =
+        const { Cell::new(None) };
+}
+
+/// Records a call as the one that panicked, when dropped by an unwind.
+struct Unwound(&'static str, &'static Location<'static>);
+
+impl Drop for Unwound {
+    #[cold]
+    fn drop(&mut self) {
+        UNWOUND.with(|u| u.set(Some((self.0, self.1))));
+    }
+}
+
+/// Name and site of the call that last panicked on this thread, once.
+pub(crate) fn take_unwound() -> Option<(&'static str, &'static Location<'static>)> {
+    UNWOUND.with(|u| u.take())
 }
 
 /// What a producer posts.
@@ -112,8 +156,11 @@ pub(crate) enum Message {
 
 /// What the consumer takes from the queue.
 pub(crate) enum Taken {
-    /// The callback stays in its slot until the loop runs or drops it.
-    Call(LoopSlot),
+    /// Consecutive calls, the last one just before index `end`. They stay
+    /// in their slots; [`Queue::consume`] up to `end` runs them.
+    Calls {
+        end: usize,
+    },
     Wake(TaskId),
     Stop,
 }
@@ -180,7 +227,7 @@ struct Block {
     /// Where the block goes when it dies: an `Arc::into_raw` it owns.
     pool: *const Pool,
     _pad0: [u8; 48],
-    /// Slots not dead yet, plus one while the consumer's head is here.
+    /// Slots not dead yet, plus one per consumer cursor not past it.
     live: AtomicUsize,
     _pad1: [u8; 56],
     slots: [Slot; BLOCK_CAP],
@@ -208,7 +255,7 @@ impl Block {
         // Zeroed memory, as crossbeam does, spares writing the block twice.
         let mut b = unsafe { Box::from_raw(p) };
         b.pool = Arc::into_raw(pool.clone());
-        b.live.store(BLOCK_CAP + 1, Ordering::Relaxed);
+        b.live.store(FRESH_LIVE, Ordering::Relaxed);
         b
     }
 
@@ -235,7 +282,7 @@ impl Block {
             slot.state.store(0, Ordering::Relaxed);
         }
         b.next.store(std::ptr::null_mut(), Ordering::Relaxed);
-        b.live.store(BLOCK_CAP + 1, Ordering::Relaxed);
+        b.live.store(FRESH_LIVE, Ordering::Relaxed);
         // SAFETY: the block owns a count of its pool, so the pool is alive.
         let pool = unsafe { &*b.pool };
         let mut blocks = pool.blocks.lock();
@@ -281,7 +328,9 @@ unsafe impl Sync for Pool {}
 /// A slot as its `ThreadsafeHandle` sees it: one of the slot's handle count.
 pub(crate) struct HandleSlot {
     block: NonNull<Block>,
-    offset: usize,
+    /// In `block`: kept as a pointer so that a handle's drop, on the
+    /// producer's hot path, does no index arithmetic.
+    slot: NonNull<Slot>,
 }
 
 // SAFETY: through a `HandleSlot`, only the atomic `state`, the read-only
@@ -291,9 +340,10 @@ unsafe impl Send for HandleSlot {}
 unsafe impl Sync for HandleSlot {}
 
 impl HandleSlot {
+    #[inline]
     fn slot(&self) -> &Slot {
         // SAFETY: a handle keeps its slot from dying, so the block is alive.
-        unsafe { self.block.as_ref().slot(self.offset) }
+        unsafe { self.slot.as_ref() }
     }
 
     /// The status bits (`PENDING`…).
@@ -323,12 +373,13 @@ impl Clone for HandleSlot {
         }
         HandleSlot {
             block: self.block,
-            offset: self.offset,
+            slot: self.slot,
         }
     }
 }
 
 impl Drop for HandleSlot {
+    #[inline]
     fn drop(&mut self) {
         let old = self.slot().state.fetch_sub(HANDLE, Ordering::AcqRel);
         if old & FINISHED != 0 && old >> HANDLES == 1 {
@@ -339,69 +390,35 @@ impl Drop for HandleSlot {
     }
 }
 
-/// A callback's slot as the loop holds it, from the drain until the
-/// callback has run or been dropped: it keeps the slot from dying. Not
-/// `Send`: it stays on the thread that drained it.
-pub(crate) struct LoopSlot {
-    block: NonNull<Block>,
-    offset: u32,
-    /// The callback was moved out of the slot.
-    taken: Cell<bool>,
+/// A call the runner reached: moved out of its slot, which is finished.
+pub(crate) struct Call {
+    f: Box<dyn RemoteFn>,
+    site: &'static Location<'static>,
 }
 
-impl LoopSlot {
-    fn slot(&self) -> &Slot {
-        // SAFETY: the slot is not `FINISHED` while this exists, so it is
-        // not dead and the block is alive.
-        unsafe { self.block.as_ref().slot(self.offset as usize) }
-    }
-
-    /// `PENDING` → `to` (run, dropped); false if it had left `PENDING`.
-    pub(crate) fn transition(&self, to: usize) -> bool {
-        self.slot().transition(to)
-    }
-
-    pub(crate) fn site(&self) -> &'static Location<'static> {
-        // SAFETY: written before `FULL` was set, which the drain acquired.
-        unsafe { (*self.slot().site.get()).assume_init() }
-    }
-
-    /// The callback's type name while it is still in the slot.
-    pub(crate) fn name(&self) -> Option<&'static str> {
-        if self.taken.get() {
-            return None;
-        }
-        // SAFETY: not taken, so the slot holds this call's callback (see
-        // `take`); only this `LoopSlot` reads it.
-        Some(unsafe { (*self.slot().payload.get()).assume_init_ref().call.name() })
-    }
-
-    /// Moves the callback out of the slot; `None` the second time.
+impl Call {
+    /// Runs the callback (see [`RemoteFn::call`] for a panic).
     #[inline]
-    pub(crate) fn take(&self) -> Option<Box<dyn RemoteFn>> {
-        if self.taken.replace(true) {
-            return None;
-        }
-        // SAFETY: `FULL` was acquired by the drain, which made this
-        // `LoopSlot` for a call and no other (so `call` is the field
-        // written); `taken` makes this the one move out.
-        Some(unsafe {
-            ManuallyDrop::into_inner((*self.slot().payload.get()).assume_init_read().call)
-        })
+    pub(crate) fn run(self) {
+        self.f.call(self.site)
     }
-}
 
-impl Drop for LoopSlot {
-    fn drop(&mut self) {
-        // The owner (`RemoteCall`) ran the callback, or reported and
-        // dropped it, before this runs.
-        debug_assert!(self.taken.get());
-        let old = self.slot().state.fetch_or(FINISHED, Ordering::AcqRel);
-        if old >> HANDLES == 0 {
-            // No handle left: the slot is dead, and ours to count.
-            // SAFETY: the block is alive until this release.
-            unsafe { Block::release(self.block, 1) }
-        }
+    /// Drops the callback without running it; a destructor that panics is
+    /// reported under the call's name, as a panic in `run` is.
+    pub(crate) fn discard(self) {
+        let unwinding = Unwound(self.f.name(), self.site);
+        drop(self.f);
+        std::mem::forget(unwinding);
+    }
+
+    /// The callback's type name.
+    pub(crate) fn name(&self) -> &'static str {
+        self.f.name()
+    }
+
+    /// Where it was posted.
+    pub(crate) fn site(&self) -> &'static Location<'static> {
+        self.site
     }
 }
 
@@ -417,6 +434,55 @@ struct Head {
 
 // SAFETY: `Head` is only reached through the queue's mutex.
 unsafe impl Send for Head {}
+
+/// The consumer's second position: the calls before it have run or been
+/// dropped, those between it and the head wait in their slots.
+struct Runner {
+    index: usize,
+    /// The block holding `index`; the runner owns one of its `live` count.
+    block: NonNull<Block>,
+    /// Slots of `block` whose calls it finished with no handle left:
+    /// released together when it leaves the block.
+    dead: usize,
+}
+
+// SAFETY: a `Runner` is only reached through the queue's mutex, or owned by
+// the one `consume` that took it out.
+unsafe impl Send for Runner {}
+
+/// The consumer's line: touched by the loop only.
+struct Consumer {
+    head: Mutex<Head>,
+    /// `None` while a `consume` holds it: calls run with no lock held, so
+    /// that they may post or drain.
+    runner: Mutex<Option<Runner>>,
+    /// Calls handed out by drains, and calls consumed (run or dropped):
+    /// the difference is what waits in the slots. Each has one writer (the
+    /// head's holder, the runner's), so a plain load and store updates it.
+    drained: AtomicUsize,
+    consumed: AtomicUsize,
+}
+
+/// Puts the runner back when `consume` ends, also by a panic.
+struct Running<'q> {
+    consumer: &'q Consumer,
+    runner: Option<Runner>,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        *self.consumer.runner.lock() = self.runner.take();
+    }
+}
+
+/// Adds to a counter only its owner writes (see `Consumer`).
+#[inline]
+fn bump(counter: &AtomicUsize, n: usize) {
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(n),
+        Ordering::Relaxed,
+    );
+}
 
 /// Waits for another thread to finish a short step (two stores away).
 fn backoff(spins: &mut u32) {
@@ -435,7 +501,7 @@ pub(crate) struct Queue {
     /// Producers' line: claimed by compare-and-swap on every post.
     tail: CacheLine<Tail>,
     /// The consumer's line.
-    head: CacheLine<Mutex<Head>>,
+    consumer: CacheLine<Consumer>,
 }
 
 struct Tail {
@@ -455,11 +521,20 @@ impl Queue {
                 index: AtomicUsize::new(0),
                 block: AtomicPtr::new(first.as_ptr()),
             }),
-            head: CacheLine(Mutex::new(Head {
-                index: 0,
-                block: first,
-                dead: 0,
-            })),
+            consumer: CacheLine(Consumer {
+                head: Mutex::new(Head {
+                    index: 0,
+                    block: first,
+                    dead: 0,
+                }),
+                runner: Mutex::new(Some(Runner {
+                    index: 0,
+                    block: first,
+                    dead: 0,
+                })),
+                drained: AtomicUsize::new(0),
+                consumed: AtomicUsize::new(0),
+            }),
         }
     }
 
@@ -480,6 +555,7 @@ impl Queue {
     /// The claim is a `SeqCst` read-modify-write of the tail index: the
     /// caller's later `SeqCst` check of the wake-up flag is ordered after it
     /// (see `Remote::post`).
+    #[inline]
     pub(crate) fn push(
         &self,
         site: &'static Location<'static>,
@@ -521,8 +597,8 @@ impl Queue {
         let offset = (tail >> SHIFT) % LAP;
         // SAFETY: we claimed `offset` of `block` (the tail index had not
         // moved since `block` was read with it, and the block pointer is
-        // stored before the index enters its lap), and an unfinished slot
-        // keeps its block alive.
+        // stored before the index enters its lap), and the runner, behind
+        // our unwritten slot, holds a count of the block.
         let b = unsafe { &*block };
         if offset + 1 == BLOCK_CAP {
             let next = Box::into_raw(next_block.take().expect("allocated before the claim"));
@@ -554,7 +630,7 @@ impl Queue {
         // the handle returned below.
         let handle = is_call.then(|| HandleSlot {
             block: NonNull::from(b),
-            offset,
+            slot: NonNull::from(slot),
         });
         let state = if is_call { FULL | HANDLE } else { FULL | kind };
         // After this store the block may be freed by others, unless `handle`
@@ -571,14 +647,15 @@ impl Queue {
     /// The tail is read with `SeqCst` after the caller's `SeqCst` reset of
     /// the wake-up flag (see `Remote::drain`).
     pub(crate) fn drain(&self, limit: usize, f: impl FnMut(Taken)) -> bool {
-        let mut head = self.head.0.lock();
+        let mut head = self.consumer.0.head.lock();
         let tail = self.tail.0.index.load(Ordering::SeqCst) & !MARK;
-        Self::take_until(&mut head, tail, false, limit, f)
+        self.take_until(&mut head, tail, false, limit, f)
     }
 
     /// Closes the queue (later pushes fail) and takes what it holds,
-    /// waiting for the writes of pushes that claimed a slot before.
-    pub(crate) fn close(&self, f: impl FnMut(Taken)) {
+    /// waiting for the writes of pushes that claimed a slot before. Returns
+    /// the end of the queue: consuming up to it reaches every call.
+    pub(crate) fn close(&self, f: impl FnMut(Taken)) -> usize {
         let mut spins = 0;
         let mut tail = self.tail.0.index.fetch_or(MARK, Ordering::SeqCst);
         // A block installation in progress ends by moving the index past
@@ -587,9 +664,10 @@ impl Queue {
             backoff(&mut spins);
             tail = self.tail.0.index.load(Ordering::SeqCst);
         }
-        let mut head = self.head.0.lock();
-        let done = Self::take_until(&mut head, tail & !MARK, true, usize::MAX, f);
+        let mut head = self.consumer.0.head.lock();
+        let done = self.take_until(&mut head, tail & !MARK, true, usize::MAX, f);
         debug_assert!(done);
+        head.index
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -597,6 +675,7 @@ impl Queue {
     }
 
     fn take_until(
+        &self,
         head: &mut Head,
         tail: usize,
         wait: bool,
@@ -604,19 +683,32 @@ impl Queue {
         mut f: impl FnMut(Taken),
     ) -> bool {
         let mut spins = 0;
-        while head.index >> SHIFT != tail >> SHIFT {
+        // Calls taken since the last item handed out: handed out as one
+        // `Taken::Calls` before the next wake or stop, and at the end.
+        let mut calls = 0;
+        let hand_out = |end: usize, calls: &mut usize, f: &mut dyn FnMut(Taken)| {
+            if *calls > 0 {
+                bump(&self.consumer.0.drained, *calls);
+                f(Taken::Calls { end });
+                *calls = 0;
+            }
+        };
+        let done = loop {
+            if head.index >> SHIFT == tail >> SHIFT {
+                break true;
+            }
             if limit == 0 {
-                return false;
+                break false;
             }
             let offset = (head.index >> SHIFT) % LAP;
-            // SAFETY: the head owns a loop-side reference to its block.
+            // SAFETY: the head owns one of its block's count.
             let block = unsafe { head.block.as_ref() };
             if offset == BLOCK_CAP {
                 let next = block.next.load(Ordering::Acquire);
                 let Some(next) = NonNull::new(next) else {
                     // Installed as tail block, not linked yet: two stores away.
                     if !wait {
-                        return false;
+                        break false;
                     }
                     backoff(&mut spins);
                     continue;
@@ -633,34 +725,121 @@ impl Queue {
             let state = slot.state.load(Ordering::Acquire);
             if state & FULL == 0 {
                 if !wait {
-                    return false;
+                    break false;
                 }
                 backoff(&mut spins);
                 continue;
             }
-            let taken = if state & (WAKE | STOP) == 0 {
-                // The call stays in place for its `LoopSlot`.
-                Taken::Call(LoopSlot {
-                    block: head.block,
-                    offset: offset as u32,
-                    taken: Cell::new(false),
-                })
-            } else {
-                // A wake or a stop has no handle: dead once taken.
-                head.dead += 1;
-                if state & STOP != 0 {
-                    Taken::Stop
-                } else {
-                    // SAFETY: `FULL` (acquired) says the payload is
-                    // written, and `WAKE` that it is `wake` (plain data).
-                    Taken::Wake(unsafe { (*slot.payload.get()).assume_init_ref().wake })
-                }
-            };
+            let at = head.index;
             head.index = head.index.wrapping_add(1 << SHIFT);
             limit -= 1;
-            f(taken);
+            if state & (WAKE | STOP) == 0 {
+                // The call stays in place for the runner.
+                calls += 1;
+                continue;
+            }
+            hand_out(at, &mut calls, &mut f);
+            // A wake or a stop has no handle: dead once taken.
+            head.dead += 1;
+            if state & STOP != 0 {
+                f(Taken::Stop)
+            } else {
+                // SAFETY: `FULL` (acquired) says the payload is written,
+                // and `WAKE` that it is `wake` (plain data).
+                f(Taken::Wake(unsafe {
+                    (*slot.payload.get()).assume_init_ref().wake
+                }))
+            }
+        };
+        hand_out(head.index, &mut calls, &mut f);
+        done
+    }
+
+    /// Calls drained and not yet consumed: they wait in their slots.
+    pub(crate) fn waiting_calls(&self) -> usize {
+        let c = &self.consumer.0;
+        c.drained
+            .load(Ordering::Relaxed)
+            .wrapping_sub(c.consumed.load(Ordering::Relaxed))
+    }
+
+    /// Moves the runner up to index `end` (from a `Taken::Calls`), and
+    /// gives `each` every call it passes, moved out of its finished slot,
+    /// with whether this moved its status `PENDING` → `to` (`RAN` or
+    /// `DROPPED`); false: it was cancelled first. A call before the runner
+    /// was consumed already, by an earlier `end` or a later one.
+    ///
+    /// `each` may run user code, post and drain, and panic: the runner has
+    /// stepped past the call before `each` gets it. Calls from inside
+    /// `each` return at once (the outer call goes on in order).
+    pub(crate) fn consume(&self, end: usize, to: usize, mut each: impl FnMut(Call, bool)) {
+        let consumer = &self.consumer.0;
+        let Some(runner) = consumer.runner.lock().take() else {
+            return;
+        };
+        let mut running = Running {
+            consumer,
+            runner: Some(runner),
+        };
+        let Some(r) = running.runner.as_mut() else {
+            return;
+        };
+        // Indices only grow (a 64-bit count of posts does not wrap).
+        while r.index < end {
+            let offset = (r.index >> SHIFT) % LAP;
+            // SAFETY: the runner owns one of its block's count.
+            let block = unsafe { r.block.as_ref() };
+            if offset == BLOCK_CAP {
+                // The head went past the end of this block, so `next` is set.
+                let next = NonNull::new(block.next.load(Ordering::Acquire))
+                    .expect("the head links a block before it leaves one");
+                let old = std::mem::replace(&mut r.block, next);
+                let dead = std::mem::take(&mut r.dead);
+                r.index = r.index.wrapping_add(1 << SHIFT);
+                // SAFETY: the runner owned one of `old`'s count, and one
+                // per slot it made dead.
+                unsafe { Block::release(old, 1 + dead) };
+                continue;
+            }
+            let slot = block.slot(offset);
+            r.index = r.index.wrapping_add(1 << SHIFT);
+            // `FULL` is set: the head passed this slot.
+            let mut state = slot.state.load(Ordering::Acquire);
+            if state & (WAKE | STOP) != 0 {
+                // Taken and counted dead by the head.
+                continue;
+            }
+            // SAFETY: a call, written (`FULL` acquired above) and never
+            // moved out: the runner passes each index once, and nobody
+            // else reads a call's payload.
+            let call = unsafe {
+                Call {
+                    f: ManuallyDrop::into_inner((*slot.payload.get()).assume_init_read().call),
+                    site: (*slot.site.get()).assume_init(),
+                }
+            };
+            // One compare-and-swap decides the call's fate against a
+            // cancel, finishes the slot and reads its handle count.
+            let won = loop {
+                let pending = state & STATUS == PENDING;
+                let new = if pending { state | to } else { state } | FINISHED;
+                match slot.state.compare_exchange_weak(
+                    state,
+                    new,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => break pending,
+                    Err(s) => state = s,
+                }
+            };
+            if state >> HANDLES == 0 {
+                // No handle left: the slot is dead, and ours to count.
+                r.dead += 1;
+            }
+            bump(&consumer.consumed, 1);
+            each(call, won);
         }
-        true
     }
 }
 
@@ -669,14 +848,25 @@ impl Drop for Queue {
     /// everything posted was taken; no producer can be running (`&mut`).
     fn drop(&mut self) {
         let tail = *self.tail.0.index.get_mut() & !MARK;
-        let head = self.head.0.get_mut();
-        debug_assert_eq!(head.index >> SHIFT, tail >> SHIFT, "close() drains");
+        let head_index = self.consumer.0.head.get_mut().index;
+        debug_assert_eq!(head_index >> SHIFT, tail >> SHIFT, "close() drains");
+        // The owner consumed every call at close; what the runner still
+        // passes are wakes and stops, and the blocks they hold.
+        self.consume(head_index, DROPPED, |call, _| call.discard());
+        let consumer = &mut self.consumer.0;
+        let head = consumer.head.get_mut();
+        let runner = consumer.runner.get_mut().take().expect("no consume runs");
+        debug_assert_eq!(runner.block, head.block);
         let offset = (head.index >> SHIFT) % LAP;
         // Slots never claimed die with the queue.
         let unclaimed = BLOCK_CAP.saturating_sub(offset);
         // SAFETY: the head owns one of the block's count, and one per slot
-        // it made dead or that was never claimed.
-        unsafe { Block::release(head.block, 1 + unclaimed + head.dead) };
+        // it made dead or that was never claimed; the runner, now at the
+        // head, one and one per slot it made dead.
+        unsafe {
+            Block::release(head.block, 1 + unclaimed + head.dead);
+            Block::release(runner.block, 1 + runner.dead);
+        }
         // Blocks that handles still hold are freed when they die.
         let pooled = self.pool.blocks.lock().take().unwrap_or_default();
         for b in pooled {

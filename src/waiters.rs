@@ -387,7 +387,39 @@ impl WaitList {
     /// `core` is the primitive's loop: with it, an aioloop task of that
     /// loop is recorded by id instead of by a waker clone, and counted in
     /// the task's `id_waits` (see `tasks::count_id_wait`).
+    #[inline]
     pub(crate) fn register(
+        &self,
+        key: Option<WaiterKey>,
+        cx: &Context<'_>,
+        core: Option<&LoopCore>,
+        site: WaitSite,
+    ) -> WaiterKey {
+        // The usual registration, kept inline: a task's first poll of an
+        // awaitable, with its own waker.
+        if let (None, Some(core)) = (key, core) {
+            if let Some(id) = current_waits_by_id(cx.waker(), core) {
+                let key = self.next_key();
+                self.entries.borrow_mut().push(Slot {
+                    who: Who::Task {
+                        id,
+                        handle: site.handle,
+                    },
+                    key,
+                    kind: site.kind,
+                    notified: false,
+                });
+                self.waiting.set(self.waiting.get() + 1);
+                return WaiterKey(key);
+            }
+        }
+        self.register_any(key, cx, core, site)
+    }
+
+    /// `register` for every other case: a re-poll, a foreign waker, a task
+    /// polled by something else than its own step.
+    #[inline(never)]
+    fn register_any(
         &self,
         key: Option<WaiterKey>,
         cx: &Context<'_>,

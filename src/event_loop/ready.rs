@@ -31,7 +31,7 @@ impl ReadyQueue {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push(&self, h: Handle) {
         self.queue.borrow_mut().push_back(h);
     }

@@ -111,7 +111,9 @@ impl<T, E> OutcomeCell<T, E> {
     }
 
     /// Moves the outcome out (awaiting by value).
-    #[inline]
+    // Always inline: returned through memory, the value was stored narrow
+    // and loaded wide by the awaiting code (see `FutureWait::poll`).
+    #[inline(always)]
     pub(crate) fn take(&self) -> Result<T, TaskError<E>> {
         // `Taken` goes in first: the usual case (a value) needs no second
         // write; the others put back what they found.

@@ -65,9 +65,7 @@ use crate::event_loop::{Handle, LoopCore, LoopRef};
 use crate::outcome::OutcomeCell;
 use crate::task_slab::{is_borrowed_waker_of, TaskId, WakerSource};
 pub use crate::waiters::DoneCallbackId;
-use crate::waiters::{
-    Completion, Entry, Registration, WaitKind, WaitList, WaitSite, Waiter, WaiterKey,
-};
+use crate::waiters::{Completion, Entry, Registration, WaitKind, WaitList, WaitSite, WaiterKey};
 
 /// asyncio numbers tasks per process: `Task-1`, `Task-2`, ...
 static TASK_COUNTER: AtomicU32 = AtomicU32::new(1);
@@ -464,6 +462,7 @@ fn adjust_id_waits(h: &TaskHeader, up: bool) -> bool {
 
 /// Wakes a task that waited by id in a completed list: one slab lookup
 /// both uncounts its entry and schedules its next step.
+#[inline]
 fn wake_id_waiter(core: &LoopCore, id: TaskId) {
     let Ok(tasks) = core.tasks.try_borrow() else {
         // Only while the slab is being changed, which runs no completion.
@@ -487,14 +486,16 @@ fn wake_id_waiter(core: &LoopCore, id: TaskId) {
 /// Wakes the waiters and schedules the done callbacks of something that
 /// just completed.
 pub(crate) fn fire_completion(core: &Rc<LoopCore>, completion: &Completion) {
-    completion.take_each(|entry| match entry {
-        Entry::Waiter(Waiter::Task(id)) => wake_id_waiter(core, id),
-        Entry::Waiter(w) => w.wake(core),
-        // On a closed loop the callback cannot run; it is dropped here.
-        Entry::Callback(f) => {
-            let _ = LoopRef::from_core(core.clone()).call_soon(f);
-        }
-    });
+    completion.take_each(
+        |id| wake_id_waiter(core, id),
+        |entry| match entry {
+            Entry::Waiter(w) => w.wake(core),
+            // On a closed loop the callback cannot run; it is dropped here.
+            Entry::Callback(f) => {
+                let _ = LoopRef::from_core(core.clone()).call_soon(f);
+            }
+        },
+    );
 }
 
 /// The typed view of a task allocation, independent of its future type.
@@ -687,11 +688,14 @@ where
         // task itself — a cycle nothing else would break.
         self.drop_future();
         let core = self.header.core.upgrade();
-        self.header.completion.take_each(|entry| {
-            if let (Entry::Waiter(Waiter::Task(id)), Some(core)) = (&entry, &core) {
-                count_id_wait(core, *id, false);
-            }
-        });
+        self.header.completion.take_each(
+            |id| {
+                if let Some(core) = &core {
+                    count_id_wait(core, id, false);
+                }
+            },
+            drop,
+        );
     }
 }
 

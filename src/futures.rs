@@ -173,6 +173,20 @@ impl<T: 'static, E: 'static> Future<T, E> {
     }
 }
 
+/// Fails to compile when `FutureInner` gains a field, so that `Future::new`,
+/// which writes the fields one by one, cannot leave one uninitialized.
+#[allow(dead_code)]
+fn future_new_writes_every_field<T, E>(inner: &FutureInner<T, E>) {
+    let FutureInner {
+        state: _,
+        outcome: _,
+        completion: _,
+        core: _,
+        unretrieved: _,
+        site: _,
+    } = inner;
+}
+
 impl<T, E> FutureInner<T, E> {
     fn repr(&self) -> String {
         match self.site {

@@ -22,6 +22,9 @@
 //!
 //! - User callbacks are entered from exactly one place, [`LoopCore::run_handle`];
 //!   panics are caught there, so a callback can never unwind through the loop.
+//!   The one handle that runs several callbacks, a batch of
+//!   `call_soon_threadsafe` calls (`remote/batch.rs`), catches each call's
+//!   panic itself, inside `run_handle`, so that the rest of the batch runs.
 //! - Phase 5 runs the callbacks that were in the queue when it began, and no
 //!   others: a callback scheduled by a callback waits for the next
 //!   iteration, even if the loop is stopping (asyncio's `ntodo`).

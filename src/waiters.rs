@@ -410,14 +410,14 @@ impl WaitList {
                     notified: false,
                 };
                 let mut entries = self.entries.borrow_mut();
-                if let Entries::Empty = *entries {
-                    // Written in place, field by field: a slot built on the
-                    // stack and copied in was stored narrow and loaded wide,
-                    // a store forwarding stall (`perf annotate`: a tenth of
-                    // the ping-pong benchmark's time).
-                    *entries = Entries::One(slot);
-                } else {
-                    entries.push(slot);
+                // Written in place, field by field: a slot built on the
+                // stack and copied in was stored narrow and loaded wide, a
+                // store forwarding stall (`perf annotate`: a tenth of the
+                // ping-pong benchmark's time, and of the contended lock's).
+                match &mut *entries {
+                    Entries::Empty => *entries = Entries::One(slot),
+                    Entries::Many(v) => v.push_back(slot),
+                    Entries::One(_) => entries.push(slot),
                 }
                 drop(entries);
                 self.waiting.set(self.waiting.get() + 1);

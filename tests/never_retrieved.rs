@@ -5,19 +5,9 @@
 mod util;
 
 use std::cell::RefCell;
-use std::rc::Rc;
 
-use aioloop::{create_task, sleep, EventLoop, ExceptionContext, Future, LoopRef};
-use util::{secs, AppError};
-
-fn reports(lp: &LoopRef) -> Rc<RefCell<Vec<ExceptionContext>>> {
-    let seen = Rc::new(RefCell::new(Vec::new()));
-    let s = seen.clone();
-    lp.set_exception_handler(Some(Rc::new(move |_: &LoopRef, c: &ExceptionContext| {
-        s.borrow_mut().push(c.clone())
-    })));
-    seen
-}
+use aioloop::{create_task, sleep, EventLoop, ExceptionContext, Future};
+use util::{reports, secs, AppError};
 
 fn messages(seen: &RefCell<Vec<ExceptionContext>>) -> Vec<String> {
     seen.borrow().iter().map(|c| c.message.clone()).collect()

@@ -9,18 +9,8 @@ use std::future::IntoFuture;
 use std::rc::Rc;
 
 use aioloop::sync::{Event, Lock};
-use aioloop::{create_task, sleep, EventLoop, ExceptionContext, Future, LoopRef};
-use util::{secs, Rng};
-
-/// Every report the loop's exception handler receives.
-fn reports(lp: &LoopRef) -> Rc<RefCell<Vec<ExceptionContext>>> {
-    let seen = Rc::new(RefCell::new(Vec::new()));
-    let s = seen.clone();
-    lp.set_exception_handler(Some(Rc::new(move |_: &LoopRef, c: &ExceptionContext| {
-        s.borrow_mut().push(c.clone())
-    })));
-    seen
-}
+use aioloop::{create_task, sleep, EventLoop, ExceptionContext, Future};
+use util::{reports, secs, Rng};
 
 fn destroyed(seen: &RefCell<Vec<ExceptionContext>>) -> Vec<ExceptionContext> {
     seen.borrow()

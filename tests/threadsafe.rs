@@ -9,7 +9,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 
 use aioloop::{CallStatus, EventLoop, LoopError};
-use util::{capture_logs, logs, stopper, Recorder};
+use util::{capture_logs, logs, reports, stopper, Recorder};
 
 #[test]
 fn a_post_joined_before_call_soon_runs_first() {
@@ -657,11 +657,7 @@ async fn blocking_join<T>(t: thread::JoinHandle<T>) -> T {
 #[test]
 fn a_panicking_threadsafe_callback_is_reported_under_its_name_and_site() {
     let lp = EventLoop::with_virtual_clock().unwrap();
-    let seen = Arc::new(Mutex::new(String::new()));
-    let s = seen.clone();
-    lp.set_exception_handler(Some(std::rc::Rc::new(move |_lp, ctx| {
-        *s.lock().unwrap() = ctx.to_string();
-    })));
+    let seen = reports(&lp);
     let door = lp.loop_handle();
     let line = line!() + 2;
     let worker = thread::spawn(move || {
@@ -670,7 +666,7 @@ fn a_panicking_threadsafe_callback_is_reported_under_its_name_and_site() {
     worker.join().unwrap();
     lp.call_soon(stopper(&lp)).unwrap();
     lp.run_forever().unwrap();
-    let seen = seen.lock().unwrap();
+    let seen = seen.borrow().last().expect("a report").to_string();
     assert!(
         seen.starts_with("Exception in callback threadsafe::"),
         "{seen}"
@@ -746,16 +742,7 @@ fn push(rec: &Arc<Mutex<Vec<&'static str>>>, what: &'static str) -> Box<dyn FnOn
 #[test]
 fn a_call_panicking_mid_batch_is_reported_alone_and_the_rest_still_run() {
     let lp = EventLoop::with_virtual_clock().unwrap();
-    let reports = Arc::new(Mutex::new(Vec::new()));
-    let r = reports.clone();
-    lp.set_exception_handler(Some(std::rc::Rc::new(move |_lp, ctx| {
-        let h = ctx.handle.as_ref().unwrap();
-        r.lock().unwrap().push((
-            ctx.message.clone(),
-            h.source_location().line(),
-            h.callback_name().to_owned(),
-        ));
-    })));
+    let seen = reports(&lp);
     let rec = Arc::new(Mutex::new(Vec::new()));
     let door = lp.loop_handle();
     let (r1, r2) = (rec.clone(), rec.clone());
@@ -773,7 +760,18 @@ fn a_call_panicking_mid_batch_is_reported_alone_and_the_rest_still_run() {
     lp.call_soon(stopper(&lp)).unwrap();
     lp.run_forever().unwrap();
     assert_eq!(*rec.lock().unwrap(), ["first", "third"]);
-    let reports = reports.lock().unwrap();
+    let reports: Vec<_> = seen
+        .borrow()
+        .iter()
+        .map(|ctx| {
+            let h = ctx.handle.as_ref().unwrap();
+            (
+                ctx.message.clone(),
+                h.source_location().line(),
+                h.callback_name().to_owned(),
+            )
+        })
+        .collect();
     assert_eq!(reports.len(), 2, "{reports:?}");
     for ((message, line, name), want) in reports.iter().zip(lines) {
         assert_eq!(*line, want, "{message}");

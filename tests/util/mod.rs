@@ -8,7 +8,9 @@ use std::sync::{Mutex, Once};
 use std::future::Future;
 use std::time::Duration;
 
-use aioloop::{get_running_loop, CancelledError, EventLoop, Exception, LoopRef, TaskOutput};
+use aioloop::{
+    get_running_loop, CancelledError, EventLoop, Exception, ExceptionContext, LoopRef, TaskOutput,
+};
 
 /// An ordered record of what happened, shared by the callbacks of a test.
 #[derive(Clone, Default)]
@@ -30,6 +32,16 @@ impl<T: Clone> Recorder<T> {
     pub fn len(&self) -> usize {
         self.0.borrow().len()
     }
+}
+
+/// Every report `lp`'s exception handler receives, in order.
+pub fn reports(lp: &LoopRef) -> Rc<RefCell<Vec<ExceptionContext>>> {
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let s = seen.clone();
+    lp.set_exception_handler(Some(Rc::new(move |_: &LoopRef, c: &ExceptionContext| {
+        s.borrow_mut().push(c.clone())
+    })));
+    seen
 }
 
 /// A callback that stops `lp`.

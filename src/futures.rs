@@ -200,9 +200,9 @@ impl<T, E> FutureInner<T, E> {
         }
     }
 
+    #[inline]
     fn unregister(&self, key: WaiterKey) {
-        let core = self.core.upgrade();
-        self.completion.unregister(key, core.as_deref());
+        self.completion.unregister_in(key, &self.core);
     }
 
     /// Inline, so that the outcome is written straight into the cell by
@@ -396,15 +396,9 @@ impl<T: 'static, E: 'static, H: AsFuture<T, E> + Unpin> StdFuture for FutureWait
         if !this.fut.future().done() && this.park(cx) {
             return Poll::Pending;
         }
-        let fut = this.fut.future();
-        // Completing took every waiter out (the usual way here): then
-        // there is nothing to unregister, and no loop to look up.
-        if let Some(k) = this
-            .key
-            .take()
-            .filter(|_| fut.inner.completion.waiters() > 0)
-        {
-            fut.inner.unregister(k);
+        if let Some(k) = this.key.take() {
+            // Usually a no-op: completing took every waiter out.
+            this.fut.future().inner.unregister(k);
         }
         Poll::Ready(this.fut.outcome())
     }

@@ -212,8 +212,7 @@ impl TaskHeader {
     }
 
     fn unregister(&self, key: WaiterKey) {
-        let core = self.core.upgrade();
-        self.completion.unregister(key, core.as_deref());
+        self.completion.unregister_in(key, &self.core);
     }
 
     pub(crate) fn state(&self) -> TaskState {

@@ -39,6 +39,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::rc::Weak;
 use std::sync::Arc;
 use std::task::{Context, Waker};
 
@@ -473,6 +474,11 @@ impl WaitList {
     /// it a task's `id_waits` stays one too high, which only ever makes the
     /// stuck-task check more careful.
     pub(crate) fn unregister(&self, key: WaiterKey, core: Option<&LoopCore>) -> Option<bool> {
+        if self.waiting.get() == 0 {
+            // Nobody waits (a completed future's list was drained): the
+            // key's entry is gone already.
+            return None;
+        }
         let removed = self.entries.borrow_mut().remove(key.0);
         // Dropped after the borrow ends: a waker's drop is foreign code.
         removed.map(|s| {
@@ -485,6 +491,17 @@ impl WaitList {
             }
             s.notified
         })
+    }
+
+    /// [`unregister`](Self::unregister) for a list whose loop is held
+    /// weakly (a future's, a task's): the loop is looked up only when there
+    /// is an entry to remove, which after a completion there is not.
+    #[inline]
+    pub(crate) fn unregister_in(&self, key: WaiterKey, core: &Weak<LoopCore>) -> Option<bool> {
+        if self.waiting.get() == 0 {
+            return None;
+        }
+        self.unregister(key, core.upgrade().as_deref())
     }
 
     /// `Some(notified)` while `key` is registered.

@@ -463,23 +463,7 @@ fn adjust_id_waits(h: &TaskHeader, up: bool) -> bool {
 /// both uncounts its entry and schedules its next step.
 #[inline]
 fn wake_id_waiter(core: &LoopCore, id: TaskId) {
-    let Ok(tasks) = core.tasks.try_borrow() else {
-        // Only while the slab is being changed, which runs no completion.
-        return core.schedule_task(id);
-    };
-    let Some(handle) = tasks.get(id) else { return };
-    let Some(h) = handle.task_header() else {
-        return;
-    };
-    h.id_waits.set(h.id_waits.get().saturating_sub(1));
-    if h.scheduled.get() || h.is_done() {
-        return;
-    }
-    h.scheduled.set(true);
-    // Cloned only once it is sure to be queued.
-    let handle = handle.clone();
-    drop(tasks);
-    core.ready.push(handle);
+    core.schedule_task_with(id, |h| h.id_waits.set(h.id_waits.get().saturating_sub(1)));
 }
 
 /// Wakes the waiters and schedules the done callbacks of something that

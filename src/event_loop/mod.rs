@@ -286,9 +286,21 @@ impl LoopCore {
     /// Puts a task's next step on the ready queue, unless it is already
     /// there, done, or unknown (a stale id). asyncio's `call_soon(__step)`.
     pub(crate) fn schedule_task(&self, id: TaskId) {
+        self.schedule_task_with(id, |_| {});
+    }
+
+    /// `schedule_task`, with `found` run on the task's header first (while
+    /// it is at hand: waking a task held by id also uncounts that wait).
+    #[inline]
+    pub(crate) fn schedule_task_with(
+        &self,
+        id: TaskId,
+        found: impl FnOnce(&crate::tasks::TaskHeader),
+    ) {
         let tasks = self.tasks.borrow();
         let Some(handle) = tasks.get(id) else { return };
         if let Some(t) = handle.task_header() {
+            found(t);
             if t.scheduled.get() || t.is_done() {
                 return;
             }

@@ -1,10 +1,45 @@
-//! Errors: asyncio's `RuntimeError`s of the loop, and panics caught at its boundary.
+//! Errors: asyncio's exception hierarchy as one Rust type, [`Error`].
 //!
-//! asyncio signals loop misuse with `RuntimeError` and a fixed sentence
-//! (`Event loop is closed`, `This event loop is already running`, ...). aioloop
-//! keeps those sentences word for word in [`LoopError`]'s `Display`, so a log
-//! line or a test reads the same in both worlds, but makes each one a variant
-//! that code can match on.
+//! asyncio has one exception tree: a coroutine that awaits a task, a queue,
+//! a lock, `wait_for` and the executor catches `CancelledError`,
+//! `TimeoutError`, `QueueShutDown`, `RuntimeError`... with one `try`. aioloop
+//! has one error type for the same reason: every error of every aioloop
+//! awaitable converts into [`Error`] with `?`, and so does any other
+//! `std::error::Error + Send + Sync` (an `io::Error`, a parse error, the
+//! application's own error type), so ordinary code needs no error enum of
+//! its own. A task's failure is always an [`Error`].
+//!
+//! ```text
+//! asyncio                              aioloop::ErrorKind
+//! BaseException
+//!  ├── CancelledError                  Cancelled(CancelledError)
+//!  ├── BaseExceptionGroup
+//!  │    └── ExceptionGroup             Group(ExceptionGroup)   (TaskGroup)
+//!  └── Exception                       (a panic: Panic(PanicError))
+//!       ├── TimeoutError               Timeout(TimeoutError)
+//!       ├── InvalidStateError          InvalidState(InvalidStateError)
+//!       ├── RuntimeError               Loop(LoopError), TimeoutState(..),
+//!       │                              TaskGroupState(..), Executor(..)
+//!       ├── QueueEmpty / QueueFull /
+//!       │   QueueShutDown              Queue(QueueError)
+//!       ├── BrokenBarrierError, the
+//!       │   primitives' RuntimeError   Sync(SyncError)
+//!       ├── ValueError                 Value(ValueError)
+//!       ├── OSError                    Io(io::Error)
+//!       └── anything user code raises  Other(Box<dyn Error + Send + Sync>)
+//! ```
+//!
+//! The specific types stay: `lock.acquire()` still returns a
+//! [`SyncError`](crate::sync::SyncError), `q.get()` a
+//! [`QueueError`](crate::queue::QueueError), for code that matches on them;
+//! each converts into [`Error`], a cancellation they carry becoming
+//! [`ErrorKind::Cancelled`]. [`Error::downcast_ref`] finds any of them (or
+//! the application's own type) again, as `isinstance` does.
+//!
+//! Like `anyhow::Error`, [`Error`] does not itself implement
+//! `std::error::Error`: that is what lets it take *every* error type with
+//! `?`. It converts into `Box<dyn std::error::Error + Send + Sync>`, and
+//! [`Error::kind`] is a `std::error::Error` for code that needs one.
 //!
 //! # Invariants
 //!
@@ -12,10 +47,22 @@
 //!   panic inside the loop and never by silently dropping the work.
 //! - The `Display` text of each variant is asyncio's text where asyncio has
 //!   one (checked against CPython 3.11 in `tests/errors.rs`).
+//! - An [`Error`] is one pointer, cheap to clone (a task's result can be
+//!   read any number of times, as asyncio's), and `Send + Sync` (it crosses
+//!   threads in `run_coroutine_threadsafe`).
+//! - A cancellation keeps its kind through every conversion: a task whose
+//!   coroutine returns it with `?` ends *cancelled*, never *failed*.
 
 use std::any::Any;
 use std::fmt;
 use std::io;
+use std::sync::{Arc, Mutex};
+
+use crate::combinators::task_group::TaskGroupStateError;
+use crate::combinators::timeout::{ScopeError, TimeoutStateError};
+use crate::executor::ExecutorError;
+use crate::queue::QueueError;
+use crate::sync::SyncError;
 
 /// Why the loop refused a request.
 ///
@@ -58,6 +105,13 @@ pub enum LoopError {
     Io(io::Error),
     /// `aioloop::run` was called while a loop is running on this thread.
     RunFromRunningLoop,
+    /// A task awaited itself (asyncio: `Task cannot await on itself: <Task …>`);
+    /// carries the task's repr.
+    AwaitOnItself(String),
+    /// A task awaited a future or task of another loop (asyncio: `Task <Task …>
+    /// got Future <Future pending> attached to a different loop`); carries
+    /// the task's repr and the awaited one's.
+    DifferentLoop(String, String),
 }
 
 impl fmt::Display for LoopError {
@@ -81,6 +135,10 @@ impl fmt::Display for LoopError {
             LoopError::Io(e) => fmt::Display::fmt(e, f),
             LoopError::RunFromRunningLoop => {
                 f.write_str("asyncio.run() cannot be called from a running event loop")
+            }
+            LoopError::AwaitOnItself(task) => write!(f, "Task cannot await on itself: {task}"),
+            LoopError::DifferentLoop(task, fut) => {
+                write!(f, "Task {task} got Future {fut} attached to a different loop")
             }
         }
     }
@@ -107,7 +165,9 @@ impl From<io::Error> for LoopError {
 /// The payload is kept so that it can be re-raised with
 /// [`std::panic::resume_unwind`] by code that wants to; its text (for a
 /// `&str` or `String` payload, which is what `panic!` produces) is what
-/// `Display` shows.
+/// `Display` shows. Clones share the payload (the first
+/// [`into_payload`](PanicError::into_payload) gets it; later ones get the
+/// message as a `String`).
 ///
 /// ```
 /// use aioloop::PanicError;
@@ -116,15 +176,17 @@ impl From<io::Error> for LoopError {
 /// let err = PanicError::new(caught);
 /// assert_eq!(err.message(), "boom");
 /// ```
+#[derive(Clone)]
 pub struct PanicError {
     // One pointer: a task's outcome slot holds this inline, so its size is
-    // every task's size.
-    inner: Box<PanicInner>,
+    // every task's size. The payload sits behind a lock only so that the
+    // error is `Sync` (a payload is `Send` alone); it is touched once.
+    inner: Arc<PanicInner>,
 }
 
 struct PanicInner {
     message: String,
-    payload: Box<dyn Any + Send>,
+    payload: Mutex<Option<Box<dyn Any + Send>>>,
 }
 
 impl PanicError {
@@ -138,7 +200,10 @@ impl PanicError {
             "<non-string panic payload>".to_owned()
         };
         PanicError {
-            inner: Box::new(PanicInner { message, payload }),
+            inner: Arc::new(PanicInner {
+                message,
+                payload: Mutex::new(Some(payload)),
+            }),
         }
     }
 
@@ -147,9 +212,14 @@ impl PanicError {
         &self.inner.message
     }
 
-    /// Gives back the original payload, for `std::panic::resume_unwind`.
+    /// Gives back the original payload, for `std::panic::resume_unwind`
+    /// (the message as a `String` if a clone already took it).
     pub fn into_payload(self) -> Box<dyn Any + Send> {
-        self.inner.payload
+        let taken = match self.inner.payload.lock() {
+            Ok(mut p) => p.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        taken.unwrap_or_else(|| Box::new(self.inner.message.clone()))
     }
 }
 
@@ -168,20 +238,6 @@ impl fmt::Display for PanicError {
 }
 
 impl std::error::Error for PanicError {}
-
-impl Clone for PanicError {
-    /// A clone keeps the message; the payload (a `Box<dyn Any>`, which cannot
-    /// be cloned) becomes the message as a `String`.
-    fn clone(&self) -> Self {
-        let message = self.inner.message.clone();
-        PanicError {
-            inner: Box::new(PanicInner {
-                payload: Box::new(message.clone()),
-                message,
-            }),
-        }
-    }
-}
 
 /// asyncio's `CancelledError`: what every aioloop awaitable returns when the
 /// task awaiting it is cancelled, carrying the message given to `cancel`.
@@ -239,8 +295,9 @@ pub enum InvalidStateError {
     ResultNotSet,
     /// `exception()` on a pending future or task.
     ExceptionNotSet,
-    /// The result was already moved out by an earlier `await` of the
-    /// handle by value (Rust cannot hand out a non-`Clone` value twice).
+    /// The result was moved out by [`Task::take`](crate::Task::take) or
+    /// [`Future::take`](crate::Future::take) (Rust cannot hand out a
+    /// non-`Clone` value twice).
     ResultTaken,
 }
 
@@ -250,7 +307,7 @@ impl fmt::Display for InvalidStateError {
             InvalidStateError::AlreadyDone => "invalid state",
             InvalidStateError::ResultNotSet => "Result is not set.",
             InvalidStateError::ExceptionNotSet => "Exception is not set.",
-            InvalidStateError::ResultTaken => "Result was already taken by an await.",
+            InvalidStateError::ResultTaken => "Result was already taken.",
         })
     }
 }
@@ -273,158 +330,589 @@ impl fmt::Display for TimeoutError {
 
 impl std::error::Error for TimeoutError {}
 
-/// How awaiting a task or a future failed: asyncio's three endings other
-/// than a result.
-///
-/// `E` is the task's own error type (the `Err` of a coroutine returning
-/// `Result<T, E>`), asyncio's "exception".
+/// asyncio's `ValueError`, for the few places aioloop raises one itself
+/// (`wait([])`: `Set of Tasks/Futures is empty.`).
 ///
 /// ```
-/// use aioloop::{CancelledError, TaskError};
-///
-/// let e: TaskError<std::io::Error> = TaskError::Cancelled(CancelledError::new(None));
-/// assert!(e.is_cancelled());
+/// let e = aioloop::ValueError::new("Set of Tasks/Futures is empty.");
+/// assert_eq!(e.to_string(), "Set of Tasks/Futures is empty.");
 /// ```
-#[derive(Clone, Debug)]
-pub enum TaskError<E = std::convert::Infallible> {
-    /// The task or future was cancelled.
-    Cancelled(CancelledError),
-    /// The coroutine panicked; the panic was caught at the loop boundary.
-    Panicked(PanicError),
-    /// The coroutine returned `Err(e)`, or `set_exception(e)` was called.
-    Exception(E),
-    /// The operation is not possible in the current state.
-    InvalidState(InvalidStateError),
-}
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValueError(std::borrow::Cow<'static, str>);
 
-impl<E> TaskError<E> {
-    /// True for [`TaskError::Cancelled`].
-    pub fn is_cancelled(&self) -> bool {
-        matches!(self, TaskError::Cancelled(_))
+impl ValueError {
+    /// A `ValueError` with asyncio's message.
+    pub fn new(msg: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        ValueError(msg.into())
     }
 }
 
-impl<E: fmt::Display> fmt::Display for TaskError<E> {
+impl fmt::Display for ValueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ValueError {}
+
+/// asyncio's `ExceptionGroup`, as a [`TaskGroup`](crate::TaskGroup) raises
+/// it: every failure of its children (in the order they happened) and of
+/// its body.
+///
+/// ```
+/// use aioloop::{Error, ExceptionGroup, TimeoutError};
+///
+/// let g = ExceptionGroup::new("unhandled errors in a TaskGroup", vec![Error::from(TimeoutError)]);
+/// assert_eq!(g.to_string(), "unhandled errors in a TaskGroup (1 sub-exception)");
+/// assert!(g.exceptions()[0].is_timeout());
+/// ```
+#[derive(Clone, Debug)]
+pub struct ExceptionGroup {
+    message: String,
+    exceptions: Vec<Error>,
+}
+
+impl ExceptionGroup {
+    /// A group of `exceptions` with asyncio's `message`.
+    pub fn new(message: impl Into<String>, exceptions: Vec<Error>) -> Self {
+        ExceptionGroup {
+            message: message.into(),
+            exceptions,
+        }
+    }
+
+    /// The message (asyncio's `eg.message`).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The failures (asyncio's `eg.exceptions`).
+    pub fn exceptions(&self) -> &[Error] {
+        &self.exceptions
+    }
+}
+
+impl fmt::Display for ExceptionGroup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.exceptions.len();
+        let s = if n == 1 { "" } else { "s" };
+        write!(f, "{} ({n} sub-exception{s})", self.message)
+    }
+}
+
+impl std::error::Error for ExceptionGroup {}
+
+/// What an [`Error`] is: asyncio's exception classes, one variant each.
+///
+/// `Display` is the inner error's text (asyncio's `str(exc)`), and this type
+/// is a `std::error::Error` whose `source` is the inner one.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// `CancelledError`, with the message given to `cancel`.
+    Cancelled(CancelledError),
+    /// `TimeoutError`: `wait_for`, `timeout`, `as_completed`, a concurrent
+    /// future's `result(timeout)`.
+    Timeout(TimeoutError),
+    /// `InvalidStateError`: `set_result` twice, `result()` while pending.
+    InvalidState(InvalidStateError),
+    /// The loop's `RuntimeError`s: closed, already running, a task awaiting
+    /// itself or another loop's future, no running loop, ...
+    Loop(LoopError),
+    /// A `Timeout` misused (`RuntimeError`): rescheduled when it cannot be.
+    TimeoutState(TimeoutStateError),
+    /// A `Timeout` entered twice or outside a task (`RuntimeError`).
+    Scope(ScopeError),
+    /// A `TaskGroup` misused (`RuntimeError`).
+    TaskGroupState(TaskGroupStateError),
+    /// `QueueEmpty`, `QueueFull`, `QueueShutDown`, and `task_done`'s
+    /// `ValueError`.
+    Queue(QueueError),
+    /// The primitives' `RuntimeError` / `ValueError` and `BrokenBarrierError`.
+    Sync(SyncError),
+    /// The executor refused a job (shut down, the loop closed).
+    Executor(ExecutorError),
+    /// `ValueError`.
+    Value(ValueError),
+    /// A panic caught at the loop boundary (a coroutine's or a job's).
+    Panic(PanicError),
+    /// `ExceptionGroup`: a `TaskGroup`'s failures.
+    Group(ExceptionGroup),
+    /// `OSError`.
+    Io(io::Error),
+    /// Any other error: the application's own.
+    Other(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TaskError::Cancelled(c) => write!(f, "CancelledError: {c}"),
-            TaskError::Panicked(p) => fmt::Display::fmt(p, f),
-            TaskError::Exception(e) => fmt::Display::fmt(e, f),
-            TaskError::InvalidState(s) => write!(f, "InvalidStateError: {s}"),
+            ErrorKind::Cancelled(e) => fmt::Display::fmt(e, f),
+            ErrorKind::Timeout(e) => fmt::Display::fmt(e, f),
+            ErrorKind::InvalidState(e) => fmt::Display::fmt(e, f),
+            ErrorKind::Loop(e) => fmt::Display::fmt(e, f),
+            ErrorKind::TimeoutState(e) => fmt::Display::fmt(e, f),
+            ErrorKind::Scope(e) => fmt::Display::fmt(e, f),
+            ErrorKind::TaskGroupState(e) => fmt::Display::fmt(e, f),
+            ErrorKind::Queue(e) => fmt::Display::fmt(e, f),
+            ErrorKind::Sync(e) => fmt::Display::fmt(e, f),
+            ErrorKind::Executor(e) => fmt::Display::fmt(e, f),
+            ErrorKind::Value(e) => fmt::Display::fmt(e, f),
+            ErrorKind::Panic(e) => fmt::Display::fmt(e, f),
+            ErrorKind::Group(e) => fmt::Display::fmt(e, f),
+            ErrorKind::Io(e) => fmt::Display::fmt(e, f),
+            ErrorKind::Other(e) => fmt::Display::fmt(e, f),
         }
     }
 }
 
-impl<E: fmt::Debug + fmt::Display> std::error::Error for TaskError<E> {}
-
-impl<E> From<CancelledError> for TaskError<E> {
-    fn from(c: CancelledError) -> Self {
-        TaskError::Cancelled(c)
-    }
-}
-
-/// A task's error type: asyncio's exception.
-///
-/// The one question aioloop asks of it: is this error a cancellation making
-/// its way out of the coroutine (`?` on a `CancelledError`)? If so the task
-/// ends *cancelled*, as asyncio's does when `CancelledError` propagates out of
-/// a coroutine; otherwise it ends *failed* with this error. An error enum
-/// that wraps `CancelledError` says so by overriding
-/// [`as_cancelled`](Exception::as_cancelled):
-///
-/// ```
-/// use aioloop::{CancelledError, Exception};
-///
-/// #[derive(Debug)]
-/// enum AppError { Cancelled(CancelledError), Io(std::io::Error) }
-///
-/// impl Exception for AppError {
-///     fn as_cancelled(&self) -> Option<&CancelledError> {
-///         match self { AppError::Cancelled(c) => Some(c), _ => None }
-///     }
-/// }
-/// ```
-pub trait Exception: fmt::Debug + 'static {
-    /// The cancellation this error carries, if it is one.
-    fn as_cancelled(&self) -> Option<&CancelledError> {
-        None
-    }
-}
-
-impl Exception for std::convert::Infallible {}
-impl Exception for CancelledError {
-    fn as_cancelled(&self) -> Option<&CancelledError> {
-        Some(self)
-    }
-}
-impl<E: Exception> Exception for TaskError<E> {
-    fn as_cancelled(&self) -> Option<&CancelledError> {
+impl ErrorKind {
+    /// The inner error, as a `std::error::Error`.
+    fn inner(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
         match self {
-            TaskError::Cancelled(c) => Some(c),
-            TaskError::Exception(e) => e.as_cancelled(),
+            ErrorKind::Cancelled(e) => e,
+            ErrorKind::Timeout(e) => e,
+            ErrorKind::InvalidState(e) => e,
+            ErrorKind::Loop(e) => e,
+            ErrorKind::TimeoutState(e) => e,
+            ErrorKind::Scope(e) => e,
+            ErrorKind::TaskGroupState(e) => e,
+            ErrorKind::Queue(e) => e,
+            ErrorKind::Sync(e) => e,
+            ErrorKind::Executor(e) => e,
+            ErrorKind::Value(e) => e,
+            ErrorKind::Panic(e) => e,
+            ErrorKind::Group(e) => e,
+            ErrorKind::Io(e) => e,
+            ErrorKind::Other(e) => &**e,
+        }
+    }
+
+    /// asyncio's class name, for reprs (`CancelledError`, `TimeoutError`, ...).
+    pub fn class_name(&self) -> &'static str {
+        match self {
+            ErrorKind::Cancelled(_) => "CancelledError",
+            ErrorKind::Timeout(_) => "TimeoutError",
+            ErrorKind::InvalidState(_) => "InvalidStateError",
+            ErrorKind::Loop(_)
+            | ErrorKind::TimeoutState(_)
+            | ErrorKind::Scope(_)
+            | ErrorKind::TaskGroupState(_)
+            | ErrorKind::Executor(_) => "RuntimeError",
+            ErrorKind::Queue(QueueError::Empty) => "QueueEmpty",
+            ErrorKind::Queue(QueueError::Full) => "QueueFull",
+            ErrorKind::Queue(QueueError::ShutDown) => "QueueShutDown",
+            ErrorKind::Queue(_) => "ValueError",
+            ErrorKind::Sync(SyncError::BrokenBarrier(_)) => "BrokenBarrierError",
+            ErrorKind::Sync(SyncError::Value(_)) => "ValueError",
+            ErrorKind::Sync(_) => "RuntimeError",
+            ErrorKind::Value(_) => "ValueError",
+            ErrorKind::Panic(_) => "panic",
+            ErrorKind::Group(_) => "ExceptionGroup",
+            ErrorKind::Io(_) => "OSError",
+            ErrorKind::Other(_) => "Exception",
+        }
+    }
+}
+
+impl std::error::Error for ErrorKind {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.inner())
+    }
+}
+
+/// aioloop's one error type: asyncio's exception hierarchy (see the
+/// [module docs](self) for the tree).
+///
+/// Every aioloop error converts into it with `?`, and so does any
+/// `std::error::Error + Send + Sync + 'static`, so one coroutine can await
+/// tasks, queues, locks, `wait_for` and the executor, and call ordinary
+/// fallible code, with no error enum of its own. A task's failure is an
+/// `Error`; a cancellation that travels through one still ends its task
+/// cancelled.
+///
+/// ```
+/// use aioloop::{create_task, sleep, wait_for, Error};
+/// use aioloop::queue::Queue;
+/// use std::time::Duration;
+///
+/// async fn work(q: Queue<u32>) -> Result<u32, Error> {
+///     let t = create_task(async { Ok(20) })?;      // LoopError
+///     let a = t.await?;                            // Error
+///     let b = q.get().await?;                      // QueueError
+///     let c: u32 = "2".parse()?;                   // ParseIntError
+///     sleep(Duration::ZERO).await?;                // CancelledError
+///     let d = wait_for(async { Ok(0) }, Duration::from_secs(1)).await?;
+///     Ok(a + b + c + d)
+/// }
+///
+/// let out = aioloop::run(async {
+///     let q = Queue::new(0);
+///     q.put_nowait(20).unwrap();
+///     work(q).await
+/// });
+/// assert_eq!(out.unwrap(), 42);
+/// ```
+#[derive(Clone)]
+pub struct Error {
+    // One pointer: `Result<(), Error>` is a word, and a task's outcome slot
+    // stays small. Shared, because asyncio's exceptions are: a task's
+    // exception reads the same from every handle, any number of times.
+    inner: Arc<ErrorKind>,
+}
+
+impl Error {
+    /// Wraps any error (the application's own, say), as `?` does.
+    ///
+    /// ```
+    /// #[derive(Debug)]
+    /// struct NotFound;
+    /// impl std::fmt::Display for NotFound {
+    ///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str("not found") }
+    /// }
+    /// impl std::error::Error for NotFound {}
+    ///
+    /// let e = aioloop::Error::new(NotFound);
+    /// assert!(e.downcast_ref::<NotFound>().is_some());
+    /// assert_eq!(e.to_string(), "not found");
+    /// ```
+    pub fn new<E: std::error::Error + Send + Sync + 'static>(e: E) -> Self {
+        Error::from(e)
+    }
+
+    /// An error with a message only (Python's `Exception("message")`).
+    ///
+    /// ```
+    /// let e = aioloop::Error::msg("bad input");
+    /// assert_eq!(e.to_string(), "bad input");
+    /// ```
+    pub fn msg(message: impl fmt::Display + fmt::Debug + Send + Sync + 'static) -> Self {
+        Error::from(Message(message))
+    }
+
+    /// A cancellation, with `cancel`'s message if any.
+    ///
+    /// ```
+    /// let e = aioloop::Error::cancelled(Some("bye".into()));
+    /// assert!(e.is_cancelled());
+    /// assert_eq!(e.to_string(), "bye");
+    /// ```
+    pub fn cancelled(msg: Option<String>) -> Self {
+        Error::from_kind(ErrorKind::Cancelled(CancelledError::new(msg)))
+    }
+
+    pub(crate) fn from_kind(kind: ErrorKind) -> Self {
+        Error {
+            inner: Arc::new(kind),
+        }
+    }
+
+    /// Which of asyncio's exceptions this is.
+    ///
+    /// ```
+    /// use aioloop::{Error, ErrorKind, TimeoutError};
+    ///
+    /// let e = Error::from(TimeoutError);
+    /// assert!(matches!(e.kind(), ErrorKind::Timeout(_)));
+    /// ```
+    pub fn kind(&self) -> &ErrorKind {
+        &self.inner
+    }
+
+    /// The cancellation this error is, if it is one: a [`CancelledError`],
+    /// or an error of the application's whose `source()` chain holds one.
+    ///
+    /// ```
+    /// use aioloop::{CancelledError, Error};
+    ///
+    /// let e = Error::from(CancelledError::new(Some("stop".into())));
+    /// assert_eq!(e.as_cancelled().unwrap().message(), Some("stop"));
+    /// ```
+    pub fn as_cancelled(&self) -> Option<&CancelledError> {
+        match self.kind() {
+            ErrorKind::Cancelled(c) => Some(c),
+            ErrorKind::Other(e) => cancelled_in_chain(&**e),
             _ => None,
         }
     }
+
+    /// True for a cancellation (asyncio's `CancelledError`).
+    ///
+    /// ```
+    /// assert!(aioloop::Error::cancelled(None).is_cancelled());
+    /// ```
+    pub fn is_cancelled(&self) -> bool {
+        self.as_cancelled().is_some()
+    }
+
+    /// True for asyncio's `TimeoutError`.
+    ///
+    /// ```
+    /// assert!(aioloop::Error::from(aioloop::TimeoutError).is_timeout());
+    /// ```
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.kind(), ErrorKind::Timeout(_))
+    }
+
+    /// True for asyncio's `InvalidStateError`.
+    ///
+    /// ```
+    /// assert!(aioloop::Error::from(aioloop::InvalidStateError::AlreadyDone).is_invalid_state());
+    /// ```
+    pub fn is_invalid_state(&self) -> bool {
+        matches!(self.kind(), ErrorKind::InvalidState(_))
+    }
+
+    /// True for a caught panic.
+    ///
+    /// ```
+    /// let p = std::panic::catch_unwind(|| panic!("x")).unwrap_err();
+    /// assert!(aioloop::Error::from(aioloop::PanicError::new(p)).is_panic());
+    /// ```
+    pub fn is_panic(&self) -> bool {
+        matches!(self.kind(), ErrorKind::Panic(_))
+    }
+
+    /// The panic this error is, if it is one.
+    ///
+    /// ```
+    /// let p = std::panic::catch_unwind(|| panic!("x")).unwrap_err();
+    /// let e = aioloop::Error::from(aioloop::PanicError::new(p));
+    /// assert_eq!(e.as_panic().unwrap().message(), "x");
+    /// ```
+    pub fn as_panic(&self) -> Option<&PanicError> {
+        match self.kind() {
+            ErrorKind::Panic(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The failures of a `TaskGroup` (asyncio's `ExceptionGroup`), if this
+    /// is one.
+    ///
+    /// ```
+    /// use aioloop::{Error, ExceptionGroup};
+    ///
+    /// let e = Error::from(ExceptionGroup::new("unhandled errors in a TaskGroup", vec![Error::msg("a")]));
+    /// assert_eq!(e.as_group().unwrap().exceptions().len(), 1);
+    /// ```
+    pub fn as_group(&self) -> Option<&ExceptionGroup> {
+        match self.kind() {
+            ErrorKind::Group(g) => Some(g),
+            _ => None,
+        }
+    }
+
+    /// The inner error as `T`, if it is one (asyncio's `isinstance`): any
+    /// of aioloop's error types, `io::Error`, or the application's own.
+    ///
+    /// ```
+    /// use aioloop::{Error, LoopError};
+    ///
+    /// let e = Error::from(LoopError::Closed);
+    /// assert!(matches!(e.downcast_ref::<LoopError>(), Some(LoopError::Closed)));
+    /// assert!(e.downcast_ref::<std::io::Error>().is_none());
+    /// ```
+    pub fn downcast_ref<T: std::error::Error + 'static>(&self) -> Option<&T> {
+        let inner: &(dyn std::error::Error + 'static) = self.kind().inner();
+        match self.kind() {
+            // An application error (or a `PutError`) may wrap aioloop's:
+            // look along its `source()` chain.
+            ErrorKind::Other(_) => {
+                std::iter::successors(Some(inner), |e| e.source()).find_map(|e| e.downcast_ref())
+            }
+            _ => inner.downcast_ref::<T>(),
+        }
+    }
 }
+
 /// The `CancelledError` somewhere in `e`'s `source()` chain, if any: an
-/// error that wraps a cancellation (`ExecutorError::Cancelled`, say) and
-/// was boxed by `?` still ends its task cancelled.
+/// application error that wraps a cancellation still ends its task
+/// cancelled.
 fn cancelled_in_chain<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a CancelledError> {
     std::iter::successors(Some(e), |e| e.source()).find_map(|e| e.downcast_ref::<CancelledError>())
 }
 
-impl Exception for Box<dyn std::error::Error> {
-    fn as_cancelled(&self) -> Option<&CancelledError> {
-        cancelled_in_chain(&**self)
+/// `Error::msg`'s payload.
+struct Message<M>(M);
+
+impl<M: fmt::Display> fmt::Display for Message<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
     }
 }
-impl Exception for Box<dyn std::error::Error + Send + Sync> {
-    fn as_cancelled(&self) -> Option<&CancelledError> {
-        cancelled_in_chain(&**self)
+
+impl<M: fmt::Debug> fmt::Debug for Message<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
     }
 }
-impl Exception for io::Error {}
-impl Exception for TimeoutError {}
-impl Exception for InvalidStateError {}
-impl Exception for PanicError {}
-impl Exception for LoopError {}
-impl Exception for String {}
-impl Exception for &'static str {}
+
+impl<M: fmt::Display + fmt::Debug> std::error::Error for Message<M> {}
+
+/// Takes `e` as a `T`, if it is one. Resolved at compile time per `E`.
+fn take_as<T: 'static, E: 'static>(e: &mut Option<E>) -> Option<T> {
+    (e as &mut dyn Any).downcast_mut::<Option<T>>()?.take()
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for Error {
+    /// Files `e` under its asyncio class: aioloop's own error types and
+    /// `io::Error` by type (a cancellation inside a queue's, a lock's or the
+    /// executor's error becomes [`ErrorKind::Cancelled`]), anything else as
+    /// [`ErrorKind::Other`].
+    fn from(e: E) -> Self {
+        let mut e = Some(e);
+        let kind = if let Some(c) = take_as::<CancelledError, E>(&mut e) {
+            ErrorKind::Cancelled(c)
+        } else if let Some(t) = take_as::<TimeoutError, E>(&mut e) {
+            ErrorKind::Timeout(t)
+        } else if let Some(s) = take_as::<InvalidStateError, E>(&mut e) {
+            ErrorKind::InvalidState(s)
+        } else if let Some(l) = take_as::<LoopError, E>(&mut e) {
+            ErrorKind::Loop(l)
+        } else if let Some(t) = take_as::<TimeoutStateError, E>(&mut e) {
+            ErrorKind::TimeoutState(t)
+        } else if let Some(s) = take_as::<ScopeError, E>(&mut e) {
+            ErrorKind::Scope(s)
+        } else if let Some(g) = take_as::<TaskGroupStateError, E>(&mut e) {
+            match g {
+                TaskGroupStateError::Loop(l) => ErrorKind::Loop(l),
+                g => ErrorKind::TaskGroupState(g),
+            }
+        } else if let Some(q) = take_as::<QueueError, E>(&mut e) {
+            match q {
+                QueueError::Cancelled(c) => ErrorKind::Cancelled(c),
+                q => ErrorKind::Queue(q),
+            }
+        } else if let Some(s) = take_as::<SyncError, E>(&mut e) {
+            match s {
+                SyncError::Cancelled(c) => ErrorKind::Cancelled(c),
+                s => ErrorKind::Sync(s),
+            }
+        } else if let Some(x) = take_as::<ExecutorError, E>(&mut e) {
+            match x {
+                ExecutorError::Cancelled(c) => ErrorKind::Cancelled(c),
+                ExecutorError::Panicked(p) => ErrorKind::Panic(p),
+                x => ErrorKind::Executor(x),
+            }
+        } else if let Some(v) = take_as::<ValueError, E>(&mut e) {
+            ErrorKind::Value(v)
+        } else if let Some(p) = take_as::<PanicError, E>(&mut e) {
+            ErrorKind::Panic(p)
+        } else if let Some(g) = take_as::<ExceptionGroup, E>(&mut e) {
+            ErrorKind::Group(g)
+        } else if let Some(io) = take_as::<io::Error, E>(&mut e) {
+            ErrorKind::Io(io)
+        } else if let Some(b) = take_as::<Box<dyn std::error::Error + Send + Sync>, E>(&mut e) {
+            ErrorKind::Other(b)
+        } else {
+            match e.take() {
+                Some(e) => ErrorKind::Other(Box::new(e)),
+                None => unreachable!("each branch above takes `e` only when it returns"),
+            }
+        };
+        Error::from_kind(kind)
+    }
+}
+
+impl From<Error> for Box<dyn std::error::Error + Send + Sync + 'static> {
+    fn from(e: Error) -> Self {
+        Box::new(e.into_std())
+    }
+}
+
+impl From<Error> for Box<dyn std::error::Error + 'static> {
+    fn from(e: Error) -> Self {
+        Box::new(e.into_std())
+    }
+}
+
+impl Error {
+    /// This error as a `std::error::Error` (for `Box<dyn Error>` and
+    /// libraries that want one); its `source()` is the inner error.
+    ///
+    /// ```
+    /// let e: Box<dyn std::error::Error + Send + Sync> = aioloop::Error::msg("x").into();
+    /// assert_eq!(e.to_string(), "x");
+    /// ```
+    pub fn into_std(self) -> StdError {
+        StdError(self)
+    }
+}
+
+/// An [`Error`] as a `std::error::Error` (see [`Error::into_std`]).
+#[derive(Clone, Debug)]
+pub struct StdError(pub Error);
+
+impl fmt::Display for StdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for StdError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.kind().inner().source()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self.kind(), f)
+    }
+}
+
+impl fmt::Debug for Error {
+    /// asyncio's repr style: `CancelledError('msg')`, `TimeoutError()`,
+    /// `RuntimeError('Event loop is closed')`; the application's own error
+    /// with its own `Debug`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind() {
+            ErrorKind::Cancelled(c) => match c.message() {
+                Some(m) => write!(f, "CancelledError({m:?})"),
+                None => f.write_str("CancelledError()"),
+            },
+            ErrorKind::Timeout(_) => f.write_str("TimeoutError()"),
+            ErrorKind::Panic(p) => write!(f, "panic({:?})", p.message()),
+            ErrorKind::Other(e) => fmt::Debug::fmt(e, f),
+            ErrorKind::Group(g) => write!(f, "ExceptionGroup({:?}, {:?})", g.message(), g.exceptions()),
+            ErrorKind::Io(e) => fmt::Debug::fmt(e, f),
+            k => write!(f, "{}({:?})", k.class_name(), k.to_string()),
+        }
+    }
+}
 
 /// What a coroutine's output means to its task: a result, or an exception.
 ///
-/// A coroutine returning `Result<T, E>` (with `E:` [`Exception`]) gives a
-/// task whose result is `T` and whose exception is `E`; one returning a plain
-/// value gives a task that can only fail by panicking or being cancelled.
-/// Plain values are supported for `()`, `bool`, `char`, the integer and
-/// float types, `String`, `&'static str`, `Vec<T>`, `Option<T>`, `Box<T>`
-/// and tuples of up to four; for another type, return `Ok::<_, Infallible>(value)` or
-/// implement this trait (the body is one line).
+/// A coroutine returning `Result<T, Error>` gives a task whose result is
+/// `T`; one returning a plain value gives a task that can only fail by
+/// panicking or being cancelled. There is one `Result` implementation, so
+/// `create_task(async { Ok(v) })` needs no annotation: the error type can
+/// only be [`Error`]. Plain values are supported for `()`, `bool`, `char`,
+/// the integer and float types, `String`, `&'static str`, `Vec<T>`,
+/// `Option<T>`, `Box<T>` and tuples of up to four; for another type, return
+/// `Ok(value)` or implement this trait (the body is one line).
 ///
 /// ```
-/// use aioloop::TaskOutput;
-/// use std::convert::Infallible;
+/// use aioloop::{Error, TaskOutput};
 ///
 /// struct Report(u32);
 /// impl TaskOutput for Report {
 ///     type Ok = Report;
-///     type Err = Infallible;
-///     fn into_result(self) -> Result<Report, Infallible> { Ok(self) }
+///     fn into_result(self) -> Result<Report, Error> { Ok(self) }
 /// }
 /// ```
 pub trait TaskOutput: 'static {
     /// The result type (asyncio's `task.result()`).
     type Ok: 'static;
-    /// The exception type (asyncio's `task.exception()`).
-    type Err: Exception;
     /// Splits the output into result or exception.
-    fn into_result(self) -> Result<Self::Ok, Self::Err>;
+    fn into_result(self) -> Result<Self::Ok, Error>;
 }
 
-impl<T: 'static, E: Exception> TaskOutput for Result<T, E> {
+impl<T: 'static> TaskOutput for Result<T, Error> {
     type Ok = T;
-    type Err = E;
-    fn into_result(self) -> Result<T, E> {
+    #[inline(always)]
+    fn into_result(self) -> Result<T, Error> {
         self
     }
 }
@@ -433,8 +921,8 @@ macro_rules! plain_output {
     ($($t:ty),*) => {$(
         impl TaskOutput for $t {
             type Ok = $t;
-            type Err = std::convert::Infallible;
-            fn into_result(self) -> Result<$t, std::convert::Infallible> {
+            #[inline(always)]
+            fn into_result(self) -> Result<$t, Error> {
                 Ok(self)
             }
         }
@@ -464,22 +952,19 @@ plain_output!(
 
 impl<T: 'static> TaskOutput for Vec<T> {
     type Ok = Vec<T>;
-    type Err = std::convert::Infallible;
-    fn into_result(self) -> Result<Vec<T>, std::convert::Infallible> {
+    fn into_result(self) -> Result<Vec<T>, Error> {
         Ok(self)
     }
 }
 impl<T: 'static> TaskOutput for Option<T> {
     type Ok = Option<T>;
-    type Err = std::convert::Infallible;
-    fn into_result(self) -> Result<Option<T>, std::convert::Infallible> {
+    fn into_result(self) -> Result<Option<T>, Error> {
         Ok(self)
     }
 }
 impl<T: 'static> TaskOutput for Box<T> {
     type Ok = Box<T>;
-    type Err = std::convert::Infallible;
-    fn into_result(self) -> Result<Box<T>, std::convert::Infallible> {
+    fn into_result(self) -> Result<Box<T>, Error> {
         Ok(self)
     }
 }
@@ -488,8 +973,7 @@ macro_rules! tuple_output {
     ($($t:ident),+) => {
         impl<$($t: 'static),+> TaskOutput for ($($t,)+) {
             type Ok = ($($t,)+);
-            type Err = std::convert::Infallible;
-            fn into_result(self) -> Result<Self::Ok, std::convert::Infallible> {
+            fn into_result(self) -> Result<Self::Ok, Error> {
                 Ok(self)
             }
         }

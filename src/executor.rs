@@ -71,7 +71,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
-use crate::errors::{CancelledError, Exception, LoopError, PanicError};
+use crate::errors::{CancelledError, LoopError, PanicError};
 use crate::event_loop::LoopRef;
 use crate::tasks::take_cancel_request;
 
@@ -283,17 +283,16 @@ fn default_max_workers() -> usize {
 /// Why awaiting an executor job gave no result.
 ///
 /// The `Display` texts are asyncio's / `concurrent.futures`' where they have
-/// one. A task whose error type is `ExecutorError` (or wraps it, see
-/// [`Exception`]) ends *cancelled* when `?` propagates the `Cancelled`
-/// variant, as an asyncio task does when `CancelledError` leaves it; with
-/// `?` into `Box<dyn Error>`, the boxed error's
-/// [`source`](std::error::Error::source) is the [`CancelledError`].
+/// one. With `?` it becomes an [`Error`](crate::Error): `Cancelled` a
+/// cancellation (the task ends *cancelled*, as an asyncio task does when
+/// `CancelledError` leaves it), `Panicked` a panic, the rest
+/// [`ErrorKind::Executor`](crate::ErrorKind::Executor).
 ///
 /// ```
-/// use aioloop::{CancelledError, Exception, ExecutorError};
+/// use aioloop::{CancelledError, Error, ExecutorError};
 ///
-/// let e = ExecutorError::from(CancelledError::new(None));
-/// assert!(e.as_cancelled().is_some());
+/// let e = Error::from(ExecutorError::from(CancelledError::new(None)));
+/// assert!(e.is_cancelled());
 /// assert_eq!(ExecutorError::Shutdown.to_string(), "cannot schedule new futures after shutdown");
 /// ```
 #[derive(Clone, Debug)]
@@ -350,14 +349,6 @@ impl std::error::Error for ExecutorError {
     }
 }
 
-impl Exception for ExecutorError {
-    fn as_cancelled(&self) -> Option<&CancelledError> {
-        match self {
-            ExecutorError::Cancelled(c) => Some(c),
-            _ => None,
-        }
-    }
-}
 
 impl From<CancelledError> for ExecutorError {
     fn from(c: CancelledError) -> Self {
@@ -642,7 +633,7 @@ impl LoopRef {
     /// logs the warning `The executor did not finishing joining its threads
     /// within {timeout} seconds.` (target `asyncio`), stops waiting, and
     /// returns `Ok(())`; the jobs still run to their end. A cancellation
-    /// point: `Err(CancelledError)` if the awaiting task is cancelled.
+    /// point: the `CancelledError` if the awaiting task is cancelled.
     ///
     /// Must be awaited inside an aioloop task.
     ///
@@ -661,7 +652,7 @@ impl LoopRef {
     pub fn shutdown_default_executor(
         &self,
         timeout: Option<Duration>,
-    ) -> impl Future<Output = Result<(), CancelledError>> + 'static {
+    ) -> impl Future<Output = Result<(), crate::Error>> + 'static {
         let lp = self.clone();
         // As asyncio's coroutine, it does nothing until awaited.
         async move {
@@ -692,23 +683,32 @@ impl LoopRef {
             };
             let out = match timeout {
                 None => joined.await,
-                Some(d) => match crate::timeout(d).run(joined).await {
-                    Ok(()) => Ok(()),
-                    Err(e) if e.is_timeout() => {
-                        log::warn!(
-                            target: "asyncio",
-                            "The executor did not finishing joining its threads within {} seconds.",
-                            d.as_secs_f64()
-                        );
-                        Ok(())
+                Some(d) => {
+                    let joined = async move { joined.await.map_err(crate::Error::from) };
+                    let run = match crate::timeout(d) {
+                        Ok(cm) => cm.run(joined).await,
+                        Err(e) => Err(e.into()),
+                    };
+                    match run {
+                        Ok(()) => Ok(()),
+                        Err(e) if e.is_timeout() => {
+                            log::warn!(
+                                target: "asyncio",
+                                "The executor did not finishing joining its threads within {} seconds.",
+                                d.as_secs_f64()
+                            );
+                            Ok(())
+                        }
+                        Err(e) => match e.as_cancelled() {
+                            Some(c) => Err(ExecutorError::Cancelled(c.clone())),
+                            None => unreachable!("the shutdown helper neither panics nor fails: {e:?}"),
+                        },
                     }
-                    Err(crate::WaitForError::Cancelled(c)) => Err(ExecutorError::Cancelled(c)),
-                    Err(e) => unreachable!("the shutdown helper neither panics nor fails: {e:?}"),
-                },
+                }
             };
             match out {
                 Ok(()) => Ok(()),
-                Err(ExecutorError::Cancelled(c)) => Err(c),
+                Err(ExecutorError::Cancelled(c)) => Err(c.into()),
                 Err(e) => unreachable!("the shutdown helper neither panics nor fails: {e:?}"),
             }
         }

@@ -1,10 +1,11 @@
-//! `Future<T, E>`: asyncio's loop future, a result that will be set later.
+//! `Future<T>`: asyncio's loop future, a result that will be set later.
 //!
 //! asyncio's `Future` (`Lib/asyncio/futures.py`): pending until someone calls
 //! `set_result`, `set_exception` or `cancel`; awaitable by any number of
-//! tasks; done callbacks scheduled with `call_soon`, never called inline.
-//! Not to be confused with [`std::future::Future`], the Rust trait, which
-//! this type implements through [`IntoFuture`].
+//! tasks, any number of times; done callbacks scheduled with `call_soon`,
+//! never called inline. Not to be confused with [`std::future::Future`],
+//! the Rust trait, which this type implements (for `T: Clone`: every await
+//! gets a clone, and the outcome stays for the next one, as asyncio's).
 //!
 //! ```text
 //!            set_result(v) ──► Finished(v)
@@ -21,23 +22,28 @@
 //! - Awaiting is a cancellation point: cancelling the awaiting task cancels
 //!   this future (asyncio's `_fut_waiter.cancel()`), which every awaiter then
 //!   sees as `Err(Cancelled)`.
+//! - Awaiting never consumes the outcome, except [`Future::take`], which
+//!   moves a value out once.
+//! - A task awaiting a future of another loop gets asyncio's
+//!   `RuntimeError` (`… attached to a different loop`) instead of hanging.
 
 use std::cell::Cell;
-use std::convert::Infallible;
 use std::fmt;
 use std::future::{Future as StdFuture, IntoFuture};
-use std::marker::PhantomData;
 use std::panic::Location;
 use std::pin::Pin;
 use std::ptr::addr_of_mut;
 use std::rc::{Rc, Weak};
 use std::task::{Context, Poll};
 
-use crate::errors::{CancelledError, InvalidStateError, TaskError};
+use crate::errors::{Error, InvalidStateError, LoopError};
 use crate::event_loop::exceptions::report_unretrieved;
 use crate::event_loop::{LoopCore, LoopRef};
 use crate::outcome::OutcomeCell;
-use crate::tasks::{fire_completion, set_fut_waiter, take_cancel_request, FutWaiter, WaitTarget};
+use crate::tasks::{
+    current_task_repr_if_other_loop, fire_completion, set_fut_waiter, take_cancel_request,
+    FutWaiter, WaitTarget,
+};
 use crate::waiters::{Completion, DoneCallbackId, WaitKind, WaitList, WaitSite, WaiterKey};
 
 /// A loop future's state, readable without touching the outcome slot.
@@ -48,25 +54,25 @@ enum State {
     Cancelled,
 }
 
-/// Names a future's failure (monomorphised where `E: Debug` is known).
-type FailureText<T, E> = fn(&OutcomeCell<T, E>) -> Option<String>;
-
-struct FutureInner<T, E> {
+struct FutureInner<T> {
     state: Cell<State>,
-    outcome: OutcomeCell<T, E>,
+    outcome: OutcomeCell<T>,
     completion: Completion,
     core: Weak<LoopCore>,
-    /// Set by `set_exception` until someone looks at the outcome: how to
-    /// name the failure if nobody ever does (asyncio's `__log_traceback`).
-    unretrieved: Cell<Option<FailureText<T, E>>>,
+    /// Set by `set_exception` until someone looks at the outcome (asyncio's
+    /// `__log_traceback`): the failure is reported if nobody ever does.
+    unretrieved: Cell<bool>,
     /// Where it was created, in debug mode (asyncio's `_source_traceback`).
     site: Option<&'static Location<'static>>,
 }
 
-/// asyncio's `Future`: a result (`T`) or exception (`E`) set later.
+/// asyncio's `Future`: a result (`T`) or an [`Error`] set later.
 ///
-/// Clones share the future. Await it by value (`fut.await`, taking the
-/// result) or by reference (`(&fut).await`, cloning it, for `T: Clone`).
+/// Clones share the future. It is a Rust future itself (for `T: Clone`):
+/// `fut.await`, `(&fut).await`, `run_until_complete(fut)`, `wait_for(fut,
+/// d)`… each get a clone of the result, and `result()` still answers
+/// afterwards, as in asyncio. For a value that is not `Clone`,
+/// [`take`](Future::take) moves it out once.
 ///
 /// ```
 /// use aioloop::EventLoop;
@@ -75,18 +81,21 @@ struct FutureInner<T, E> {
 /// let fut = lp.create_future::<&str>();
 /// let f = fut.clone();
 /// lp.call_soon(move || f.set_result("ready").unwrap()).unwrap();
-/// let got = lp.run_until_complete(async move { fut.await }).unwrap();
-/// assert_eq!(got.unwrap(), "ready");
+/// assert_eq!(lp.run_until_complete(fut.clone()).unwrap(), "ready");
+/// assert_eq!(fut.result().unwrap(), "ready", "awaiting did not consume it");
 /// ```
-pub struct Future<T, E = Infallible> {
-    inner: Rc<FutureInner<T, E>>,
+pub struct Future<T> {
+    inner: Rc<FutureInner<T>>,
+    /// This handle's registration while a task awaits it.
+    key: Option<WaiterKey>,
 }
 
-impl<T, E> Drop for FutureInner<T, E> {
+impl<T> Drop for FutureInner<T> {
     fn drop(&mut self) {
         // The last handle is gone: an exception nobody looked at is
         // reported now, as asyncio's `Future.__del__` does.
-        if let Some(text) = self.unretrieved.get().and_then(|f| f(&self.outcome)) {
+        if let Some(err) = self.unretrieved.get().then(|| self.outcome.failure()).flatten() {
+            let text = format!("{err:?}");
             let repr = match self.site {
                 Some(s) => format!(
                     "<Future finished exception={text} created at {}:{}>",
@@ -100,8 +109,11 @@ impl<T, E> Drop for FutureInner<T, E> {
     }
 }
 
-impl<T, E> Drop for Future<T, E> {
+impl<T> Drop for Future<T> {
     fn drop(&mut self) {
+        if let Some(k) = self.key.take() {
+            self.inner.unregister(k);
+        }
         // A handle of a future that tasks wait on is going: they may have
         // lost their last way to be woken (see `stuck.rs`).
         let inner = &self.inner;
@@ -113,34 +125,35 @@ impl<T, E> Drop for Future<T, E> {
     }
 }
 
-impl<T, E> Clone for Future<T, E> {
+impl<T> Clone for Future<T> {
+    /// Another handle to the same future (with no registration of its own).
     fn clone(&self) -> Self {
         Future {
             inner: self.inner.clone(),
+            key: None,
         }
     }
 }
 
 impl LoopRef {
     /// A new pending future attached to this loop (asyncio's
-    /// `loop.create_future()`), whose exception type is `Infallible`; see
-    /// [`Future::new`] for one that can fail.
+    /// `loop.create_future()`).
     #[track_caller]
     pub fn create_future<T: 'static>(&self) -> Future<T> {
         Future::new(self)
     }
 }
 
-impl<T: 'static, E: 'static> Future<T, E> {
-    /// A new pending future attached to `lp`, with exception type `E`.
+impl<T: 'static> Future<T> {
+    /// A new pending future attached to `lp`.
     ///
     /// ```
-    /// use aioloop::{EventLoop, Future};
+    /// use aioloop::{Error, EventLoop, Future};
     ///
     /// let lp = EventLoop::new().unwrap();
-    /// let f = Future::<u32, String>::new(&lp);
-    /// f.set_exception("no".into()).unwrap();
-    /// assert_eq!(f.exception().unwrap(), Some("no".to_owned()));
+    /// let f = Future::<u32>::new(&lp);
+    /// f.set_exception(Error::msg("no")).unwrap();
+    /// assert_eq!(f.exception().unwrap().unwrap().to_string(), "no");
     /// ```
     #[track_caller]
     pub fn new(lp: &LoopRef) -> Self {
@@ -151,7 +164,7 @@ impl<T: 'static, E: 'static> Future<T, E> {
         // builds the value on the stack and copies it in after the malloc:
         // narrow stores read back wide, a store forwarding stall that
         // `perf annotate` put at about 7% of the ping-pong benchmark.
-        let mut fresh = Rc::<FutureInner<T, E>>::new_uninit();
+        let mut fresh = Rc::<FutureInner<T>>::new_uninit();
         let p = Rc::get_mut(&mut fresh)
             .expect("a fresh Rc is unique")
             .as_mut_ptr();
@@ -164,10 +177,11 @@ impl<T: 'static, E: 'static> Future<T, E> {
             addr_of_mut!((*p).outcome).write(OutcomeCell::new());
             addr_of_mut!((*p).completion).write(Completion::default());
             addr_of_mut!((*p).core).write(core);
-            addr_of_mut!((*p).unretrieved).write(Cell::new(None));
+            addr_of_mut!((*p).unretrieved).write(Cell::new(false));
             addr_of_mut!((*p).site).write(site);
             Future {
                 inner: fresh.assume_init(),
+                key: None,
             }
         }
     }
@@ -176,7 +190,7 @@ impl<T: 'static, E: 'static> Future<T, E> {
 /// Fails to compile when `FutureInner` gains a field, so that `Future::new`,
 /// which writes the fields one by one, cannot leave one uninitialized.
 #[allow(dead_code)]
-fn future_new_writes_every_field<T, E>(inner: &FutureInner<T, E>) {
+fn future_new_writes_every_field<T>(inner: &FutureInner<T>) {
     let FutureInner {
         state: _,
         outcome: _,
@@ -187,7 +201,7 @@ fn future_new_writes_every_field<T, E>(inner: &FutureInner<T, E>) {
     } = inner;
 }
 
-impl<T, E> FutureInner<T, E> {
+impl<T> FutureInner<T> {
     fn repr(&self) -> String {
         match self.site {
             Some(s) => format!(
@@ -211,9 +225,9 @@ impl<T, E> FutureInner<T, E> {
     /// forwarding stall that cost the ping-pong benchmark about a tenth of
     /// its time (`perf annotate`). Waking the waiters stays out of line.
     #[inline]
-    fn complete(&self, outcome: Result<T, TaskError<E>>) -> Result<(), InvalidStateError> {
+    fn complete(&self, outcome: Result<T, Error>) -> Result<(), InvalidStateError> {
         let state = match &outcome {
-            Err(TaskError::Cancelled(_)) => State::Cancelled,
+            Err(e) if e.is_cancelled() => State::Cancelled,
             _ => State::Done,
         };
         self.outcome.set(outcome)?;
@@ -230,42 +244,56 @@ impl<T, E> FutureInner<T, E> {
     }
 }
 
-impl<T: 'static, E: 'static> Future<T, E> {
+impl<T: 'static> Future<T> {
     #[inline]
-    fn complete(&self, outcome: Result<T, TaskError<E>>) -> Result<(), InvalidStateError> {
+    fn complete(&self, outcome: Result<T, Error>) -> Result<(), InvalidStateError> {
         self.inner.complete(outcome)
     }
 
     /// Marks the future done with a result (asyncio's `set_result`);
     /// `invalid state` if it is already done.
+    ///
+    /// ```
+    /// let lp = aioloop::EventLoop::new().unwrap();
+    /// let f = lp.create_future::<u8>();
+    /// f.set_result(1).unwrap();
+    /// assert!(f.set_result(2).is_err());
+    /// ```
     #[inline]
     pub fn set_result(&self, value: T) -> Result<(), InvalidStateError> {
         self.complete(Ok(value))
     }
 
     /// Marks the future done with an exception (asyncio's `set_exception`);
-    /// `invalid state` if it is already done.
-    pub fn set_exception(&self, e: E) -> Result<(), InvalidStateError>
-    where
-        E: fmt::Debug,
-    {
-        self.complete(Err(TaskError::Exception(e)))?;
-        self.inner.unretrieved.set(Some(OutcomeCell::failure_text));
+    /// `invalid state` if it is already done. A cancellation set this way
+    /// leaves the future cancelled.
+    ///
+    /// ```
+    /// let lp = aioloop::EventLoop::new().unwrap();
+    /// let f = lp.create_future::<u8>();
+    /// f.set_exception(std::io::Error::other("gone")).unwrap();
+    /// assert_eq!(f.exception().unwrap().unwrap().to_string(), "gone");
+    /// ```
+    pub fn set_exception(&self, e: impl Into<Error>) -> Result<(), InvalidStateError> {
+        let e = e.into();
+        let cancelled = e.is_cancelled();
+        self.complete(Err(e))?;
+        self.inner.unretrieved.set(!cancelled);
         Ok(())
     }
 
     /// Cancels the future (asyncio's `cancel()`); false if already done.
+    /// Like asyncio's, it counts as looking at an exception set before: a
+    /// failed future that was cancelled is not reported as never retrieved.
     pub fn cancel(&self) -> bool {
-        self.complete(Err(TaskError::Cancelled(CancelledError::new(None))))
-            .is_ok()
+        self.inner.unretrieved.set(false);
+        self.complete(Err(Error::cancelled(None))).is_ok()
     }
 
     /// Cancels with a message, which every awaiter's `CancelledError` carries.
     pub fn cancel_with(&self, msg: impl Into<String>) -> bool {
-        self.complete(Err(TaskError::Cancelled(CancelledError::new(Some(
-            msg.into(),
-        )))))
-        .is_ok()
+        self.inner.unretrieved.set(false);
+        self.complete(Err(Error::cancelled(Some(msg.into())))).is_ok()
     }
 
     /// True once done, whichever way.
@@ -280,7 +308,7 @@ impl<T: 'static, E: 'static> Future<T, E> {
 
     /// Calls `f` (via `call_soon`) once the future is done, in registration
     /// order; on the next iteration if it is already done.
-    pub fn add_done_callback(&self, f: impl FnOnce(&Future<T, E>) + 'static) -> DoneCallbackId {
+    pub fn add_done_callback(&self, f: impl FnOnce(&Future<T>) + 'static) -> DoneCallbackId {
         let me = self.clone();
         let (id, now) = self
             .inner
@@ -297,37 +325,106 @@ impl<T: 'static, E: 'static> Future<T, E> {
         self.inner.completion.remove_callback(id)
     }
 
+    /// The exception (asyncio's `exception()`): `Ok(None)` after a result,
+    /// `Ok(Some(e))` after `set_exception(e)`, `Err` when cancelled (the
+    /// `CancelledError`) or pending (`Exception is not set.`).
+    pub fn exception(&self) -> Result<Option<Error>, Error> {
+        self.inner.unretrieved.set(false);
+        self.inner.outcome.exception()
+    }
+
+    /// Waits for the future and moves its result out, for a `T` that is
+    /// not `Clone`. Every other reader then gets `Result was already
+    /// taken.` from `result()` (the exception, if it failed, stays for all).
+    ///
+    /// ```
+    /// use aioloop::EventLoop;
+    ///
+    /// struct Conn; // not Clone
+    /// let lp = EventLoop::new().unwrap();
+    /// let f = lp.create_future::<Conn>();
+    /// f.set_result(Conn).unwrap();
+    /// let conn = lp.run_until_complete(f.clone().take()).unwrap();
+    /// # let _ = conn;
+    /// assert!(f.done());
+    /// ```
+    pub fn take(self) -> FutureTake<T> {
+        FutureTake { fut: self }
+    }
+
+    /// Where a pending future is awaited: the cancellation point, the
+    /// refusals, then the registration. `Ok(false)` if the future is done
+    /// after all (a cancel request cancelled it).
+    #[inline(never)]
+    fn park(&mut self, cx: &mut Context<'_>) -> Result<bool, Error> {
+        let fut = &*self.inner;
+        if let Some(c) = take_cancel_request() {
+            // asyncio cancels the future the cancelled task waits on.
+            fut.complete(Err(c.into())).ok();
+            return Ok(false);
+        }
+        let Some(core) = fut.core.upgrade() else {
+            return Ok(true);
+        };
+        if let Some(task) = current_task_repr_if_other_loop(&core) {
+            // asyncio's `__step` throws this into the coroutine, and leaves
+            // the future alone.
+            return Err(LoopError::DifferentLoop(task, fut.repr()).into());
+        }
+        self.key = Some(fut.completion.register(
+            self.key,
+            cx,
+            Some(&core),
+            WaitSite::new(WaitKind::Future, &*self),
+        ));
+        // A Weak coerces to `Weak<dyn _>` directly: no strong count traffic.
+        let weak: Weak<FutureInner<T>> = Rc::downgrade(&self.inner);
+        set_fut_waiter(FutWaiter::Target(weak));
+        Ok(true)
+    }
+
+    /// The poll of every await of this future, `retrieve` reading the
+    /// outcome once it is done.
+    // Inline for the done case, so that the outcome reaches the awaiting
+    // code in registers: returned through memory from an out-of-line poll,
+    // it was written narrow and read wide (a store forwarding stall,
+    // measured with `perf annotate` on the ping-pong benchmark).
     #[inline(always)]
-    fn take_outcome(&self) -> Result<T, TaskError<E>> {
-        self.inner.unretrieved.set(None);
-        self.inner.outcome.take()
+    fn poll_with(
+        &mut self,
+        cx: &mut Context<'_>,
+        retrieve: impl FnOnce(&OutcomeCell<T>) -> Result<T, Error>,
+    ) -> Poll<Result<T, Error>> {
+        if !self.done() {
+            match self.park(cx) {
+                Ok(true) => return Poll::Pending,
+                Ok(false) => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        if let Some(k) = self.key.take() {
+            // Usually a no-op: completing took every waiter out.
+            self.inner.unregister(k);
+        }
+        self.inner.unretrieved.set(false);
+        Poll::Ready(retrieve(&self.inner.outcome))
     }
 }
 
-impl<T: Clone + 'static, E: Clone + 'static> Future<T, E> {
-    /// The result (asyncio's `result()`): the value, or the exception or
-    /// cancellation as an error; `Result is not set.` while pending.
-    pub fn result(&self) -> Result<T, TaskError<E>> {
-        self.inner.unretrieved.set(None);
+impl<T: Clone + 'static> Future<T> {
+    /// The result (asyncio's `result()`): a clone of the value, or the
+    /// exception or cancellation as an error; `Result is not set.` while
+    /// pending. Answers any number of times.
+    pub fn result(&self) -> Result<T, Error> {
+        self.inner.unretrieved.set(false);
         self.inner.outcome.result()
     }
-
-    /// The exception (asyncio's `exception()`): `Ok(None)` after a result,
-    /// `Ok(Some(e))` after `set_exception(e)`, `Err` when cancelled or pending.
-    pub fn exception(&self) -> Result<Option<E>, TaskError<E>> {
-        self.inner.unretrieved.set(None);
-        match self.inner.outcome.exception()? {
-            None => Ok(None),
-            Some(TaskError::Exception(e)) => Ok(Some(e)),
-            Some(other) => Err(other),
-        }
-    }
 }
 
-impl<T, E> WaitTarget for FutureInner<T, E> {
+impl<T> WaitTarget for FutureInner<T> {
     fn cancel_target(&self, msg: Option<String>) -> bool {
-        self.complete(Err(TaskError::Cancelled(CancelledError::new(msg))))
-            .is_ok()
+        self.unretrieved.set(false);
+        self.complete(Err(Error::cancelled(msg))).is_ok()
     }
     fn for_each_list(&self, f: &mut dyn FnMut(&WaitList)) {
         f(&self.completion)
@@ -340,7 +437,7 @@ impl<T, E> WaitTarget for FutureInner<T, E> {
     }
 }
 
-impl<T, E> fmt::Debug for Future<T, E> {
+impl<T> fmt::Debug for Future<T> {
     /// asyncio's repr: `<Future pending>`, `<Future finished>`, `<Future
     /// cancelled>`; in debug mode with `created at file:line`, as asyncio's.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -348,118 +445,41 @@ impl<T, E> fmt::Debug for Future<T, E> {
     }
 }
 
-/// How a [`FutureWait`] holds its future: owned, or borrowed.
-pub trait AsFuture<T, E> {
-    /// The future.
-    fn future(&self) -> &Future<T, E>;
-    /// Produces the outcome once the future is done.
-    fn outcome(&self) -> Result<T, TaskError<E>>;
-}
-
-impl<T: 'static, E: 'static> AsFuture<T, E> for Future<T, E> {
-    fn future(&self) -> &Future<T, E> {
-        self
-    }
-    // Inline: the value then reaches the awaiting code in registers (see
-    // `FutureWait::poll`).
+/// Awaiting a [`Future`]: a cancellation point. Every await gets a clone of
+/// the result; the outcome stays for `result()` and the next await.
+impl<T: Clone + 'static> StdFuture for Future<T> {
+    type Output = Result<T, Error>;
     #[inline(always)]
-    fn outcome(&self) -> Result<T, TaskError<E>> {
-        self.take_outcome()
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.get_mut().poll_with(cx, OutcomeCell::result)
     }
 }
 
-impl<T: Clone + 'static, E: Clone + 'static> AsFuture<T, E> for &Future<T, E> {
-    fn future(&self) -> &Future<T, E> {
-        self
-    }
-    fn outcome(&self) -> Result<T, TaskError<E>> {
-        self.result()
+/// `(&fut).await`: awaits another handle to the same future.
+impl<T: Clone + 'static> IntoFuture for &Future<T> {
+    type Output = Result<T, Error>;
+    type IntoFuture = Future<T>;
+    fn into_future(self) -> Future<T> {
+        self.clone()
     }
 }
 
-/// The `std::future::Future` of awaiting a [`Future`]: a cancellation point.
-pub struct FutureWait<T: 'static, E: 'static, H: AsFuture<T, E>> {
-    fut: H,
-    key: Option<WaiterKey>,
-    _out: PhantomData<fn() -> (T, E)>,
+/// The future of [`Future::take`]: a cancellation point that moves the
+/// result out.
+pub struct FutureTake<T: 'static> {
+    fut: Future<T>,
 }
 
-impl<T: 'static, E: 'static, H: AsFuture<T, E> + Unpin> StdFuture for FutureWait<T, E, H> {
-    type Output = Result<T, TaskError<E>>;
-    /// Inline for the done case, so that the outcome reaches the awaiting
-    /// code in registers: returned through memory from an out-of-line
-    /// poll, it was written narrow and read wide (a store forwarding
-    /// stall, measured with `perf annotate` on the ping-pong benchmark).
+impl<T: 'static> StdFuture for FutureTake<T> {
+    type Output = Result<T, Error>;
     #[inline(always)]
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = &mut *self;
-        if !this.fut.future().done() && this.park(cx) {
-            return Poll::Pending;
-        }
-        if let Some(k) = this.key.take() {
-            // Usually a no-op: completing took every waiter out.
-            this.fut.future().inner.unregister(k);
-        }
-        Poll::Ready(this.fut.outcome())
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.get_mut().fut.poll_with(cx, OutcomeCell::take)
     }
 }
 
-impl<T: 'static, E: 'static, H: AsFuture<T, E>> FutureWait<T, E, H> {
-    /// The poll of a pending future: the cancellation point, then the
-    /// registration. False if the future is done after all (a cancel
-    /// request cancelled it).
-    #[inline(never)]
-    fn park(&mut self, cx: &mut Context<'_>) -> bool {
-        let fut = self.fut.future();
-        if let Some(c) = take_cancel_request() {
-            // asyncio cancels the future the cancelled task waits on.
-            fut.complete(Err(TaskError::Cancelled(c))).ok();
-            return false;
-        }
-        let Some(core) = fut.inner.core.upgrade() else {
-            return true;
-        };
-        self.key = Some(fut.inner.completion.register(
-            self.key,
-            cx,
-            Some(&core),
-            WaitSite::new(WaitKind::Future, fut),
-        ));
-        // A Weak coerces to `Weak<dyn _>` directly: no strong count traffic.
-        let weak: Weak<FutureInner<T, E>> = Rc::downgrade(&fut.inner);
-        set_fut_waiter(FutWaiter::Target(weak));
-        true
-    }
-}
-
-impl<T: 'static, E: 'static, H: AsFuture<T, E>> Drop for FutureWait<T, E, H> {
-    fn drop(&mut self) {
-        if let Some(k) = self.key.take() {
-            self.fut.future().inner.unregister(k);
-        }
-    }
-}
-
-impl<T: 'static, E: 'static> IntoFuture for Future<T, E> {
-    type Output = Result<T, TaskError<E>>;
-    type IntoFuture = FutureWait<T, E, Future<T, E>>;
-    fn into_future(self) -> Self::IntoFuture {
-        FutureWait {
-            fut: self,
-            key: None,
-            _out: PhantomData,
-        }
-    }
-}
-
-impl<'a, T: Clone + 'static, E: Clone + 'static> IntoFuture for &'a Future<T, E> {
-    type Output = Result<T, TaskError<E>>;
-    type IntoFuture = FutureWait<T, E, &'a Future<T, E>>;
-    fn into_future(self) -> Self::IntoFuture {
-        FutureWait {
-            fut: self,
-            key: None,
-            _out: PhantomData,
-        }
+impl<T: 'static> fmt::Debug for FutureTake<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FutureTake({:?})", self.fut)
     }
 }

@@ -73,6 +73,7 @@
 //! | `asyncio.get_running_loop()` | [`get_running_loop`] |
 //! | `add_reader`, `add_writer`, `remove_reader`, `remove_writer` | same names, on raw fds |
 //! | `set_exception_handler`, `call_exception_handler`, `default_exception_handler` | same names; the context is [`ExceptionContext`] |
+//! | the exception hierarchy (`CancelledError`, `TimeoutError`, `RuntimeError`, `OSError`…) | one [`Error`] that `?` reaches from every awaitable; [`ErrorKind`] names the class |
 //! | `RuntimeError('Event loop is closed')` … | [`LoopError`], same texts |
 //! | `Future`, `Task`, `create_task`, `run_until_complete`, `asyncio.run` | [`Future`], [`Task`], [`create_task`], [`LoopRef::run_until_complete`], [`run()`] |
 //! | `CancelledError` at an `await`; `cancel`, `cancelling`, `uncancel` | `Err(`[`CancelledError`]`)` at aioloop awaitables; same names |
@@ -109,31 +110,31 @@ pub use waiters::WaitKind;
 
 pub use combinators::sleep::{sleep, Sleep};
 pub use errors::{
-    CancelledError, Exception, InvalidStateError, LoopError, PanicError, TaskError, TaskOutput,
-    TimeoutError,
+    CancelledError, Error, ErrorKind, ExceptionGroup, InvalidStateError, LoopError, PanicError,
+    StdError, TaskOutput, TimeoutError, ValueError,
 };
 pub use event_loop::{
     get_running_loop, EventLoop, ExceptionContext, ExceptionHandler, Handle, LoopRef, TimerHandle,
 };
-pub use futures::{Future, FutureWait};
-pub use remote::concurrent::{ConcurrentError, ConcurrentFuture};
+pub use futures::{Future, FutureTake};
+pub use remote::concurrent::ConcurrentFuture;
 pub use remote::{CallStatus, LoopHandle, ThreadsafeHandle};
 pub use tasks::{
-    all_tasks, create_task, current_task, AsTask, DoneCallbackId, Task, TaskRef, TaskWait, WaitDone,
+    all_tasks, create_task, current_task, DoneCallbackId, Task, TaskAwait, TaskRef, WaitDone,
 };
 
 pub mod run;
 pub use combinators::gather::{create_tasks, gather, Gather, GatherAll};
 pub use combinators::shield::{shield, Shield};
-pub use combinators::task_group::{TaskGroup, TaskGroupError, TaskGroupStateError};
+pub use combinators::task_group::{TaskGroup, TaskGroupStateError};
 pub use combinators::timeout::{
     timeout, timeout_at, ScopeError, Timeout, TimeoutState, TimeoutStateError,
 };
 pub use combinators::wait::{
-    as_completed, wait, AsCompleted, AsCompletedError, CompletedItem, DonePending, ReturnWhen, Wait,
+    as_completed, wait, AsCompleted, CompletedItem, DonePending, ReturnWhen, Wait,
 };
-pub use combinators::wait_for::{wait_for, IntoTask, WaitFor, WaitForError};
-pub use run::{run, run_with, RunResult};
+pub use combinators::wait_for::{wait_for, IntoTask, WaitFor};
+pub use run::{run, run_with};
 pub mod executor;
 pub use executor::{ExecutorError, ExecutorFuture, ThreadPool};
 

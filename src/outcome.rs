@@ -1,44 +1,48 @@
 //! The outcome slot of a loop future or a task: pending, then done once.
 //!
-//! asyncio stores `_result` / `_exception` / `_state` on the future; Python
-//! hands out references, so `result()` can be called any number of times.
-//! Rust moves values: awaiting *by value* moves the result out (no `Clone`
-//! needed), `result()` clones it. This module is the one place that encodes
-//! those rules, for [`crate::Future`] and [`crate::Task`] alike.
+//! asyncio stores `_result` / `_exception` / `_state` on the future and hands
+//! out references, so `result()` and `await` can read it any number of
+//! times. aioloop does the same: awaiting and `result()` *clone* the value
+//! (for `T: Clone`) and the [`Error`] (one shared pointer), and leave the
+//! slot as it was. A non-`Clone` value can be *taken* once (`Task::take`,
+//! `Future::take`); the slot then remembers that it was a value, and gone.
+//! This module is the one place that encodes those rules, for
+//! [`crate::Future`] and [`crate::Task`] alike.
 //!
 //! # Invariants
 //!
 //! - `Pending → Done` happens once; a second `set` is `invalid state`.
-//! - Taking moves a value or an exception out (`Taken` remembers that it
-//!   is gone); a cancellation stays in place, because it is `Clone` and the
-//!   state must keep saying "cancelled", as asyncio's does.
+//! - Reading never changes the slot, except `take` of a value, which leaves
+//!   `Taken`; an error is never taken (it is cloned), so `exception()`
+//!   answers after any number of awaits.
 //! - The slot is a `Cell` (no borrow flag: every task pays for this slot);
 //!   reading it takes the value out and puts it back, through a guard, so
 //!   even a panicking `Clone` of a user type leaves it intact.
 
 use std::cell::Cell;
 
-use crate::errors::{InvalidStateError, TaskError};
+use crate::errors::{Error, InvalidStateError};
 
 /// What a future or task ended with.
 #[derive(Default)]
-pub(crate) enum Outcome<T, E> {
+pub(crate) enum Outcome<T> {
     #[default]
     Pending,
-    Done(Result<T, TaskError<E>>),
+    Done(Result<T, Error>),
+    /// Done with a value, which `take` moved out.
     Taken,
 }
 
 /// The slot itself.
-pub(crate) struct OutcomeCell<T, E>(Cell<Outcome<T, E>>);
+pub(crate) struct OutcomeCell<T>(Cell<Outcome<T>>);
 
 /// Puts the outcome back when a read ends, however it ends.
-struct PutBack<'a, T, E> {
-    cell: &'a OutcomeCell<T, E>,
-    value: Option<Outcome<T, E>>,
+struct PutBack<'a, T> {
+    cell: &'a OutcomeCell<T>,
+    value: Option<Outcome<T>>,
 }
 
-impl<T, E> Drop for PutBack<'_, T, E> {
+impl<T> Drop for PutBack<'_, T> {
     fn drop(&mut self) {
         if let Some(v) = self.value.take() {
             self.cell.0.set(v);
@@ -46,12 +50,12 @@ impl<T, E> Drop for PutBack<'_, T, E> {
     }
 }
 
-impl<T, E> OutcomeCell<T, E> {
+impl<T> OutcomeCell<T> {
     pub(crate) fn new() -> Self {
         OutcomeCell(Cell::new(Outcome::Pending))
     }
 
-    fn with<R>(&self, f: impl FnOnce(&Outcome<T, E>) -> R) -> R {
+    fn with<R>(&self, f: impl FnOnce(&Outcome<T>) -> R) -> R {
         let guard = PutBack {
             cell: self,
             value: Some(self.0.take()),
@@ -64,24 +68,11 @@ impl<T, E> OutcomeCell<T, E> {
         self.with(|o| matches!(o, Outcome::Pending))
     }
 
-    #[cfg(test)]
-    fn is_cancelled(&self) -> bool {
-        self.with(|o| matches!(o, Outcome::Done(Err(TaskError::Cancelled(_)))))
-    }
-
-    /// The failure's text, if the outcome is an exception or a panic that
-    /// nobody took (the never-retrieved report).
-    pub(crate) fn failure_text(&self) -> Option<String>
-    where
-        E: std::fmt::Debug,
-    {
+    /// The failure, if the outcome is one other than a cancellation (the
+    /// never-retrieved report).
+    pub(crate) fn failure(&self) -> Option<Error> {
         self.with(|o| match o {
-            Outcome::Done(Err(TaskError::Cancelled(_))) => None,
-            Outcome::Done(Err(TaskError::Panicked(p))) => Some(p.to_string()),
-            Outcome::Done(Err(TaskError::Exception(e))) => Some(format!("{e:?}")),
-            Outcome::Done(Err(TaskError::InvalidState(s))) => {
-                Some(format!("InvalidStateError: {s}"))
-            }
+            Outcome::Done(Err(e)) if !e.is_cancelled() => Some(e.clone()),
             _ => None,
         })
     }
@@ -90,7 +81,7 @@ impl<T, E> OutcomeCell<T, E> {
     pub(crate) fn state_name(&self) -> &'static str {
         self.with(|o| match o {
             Outcome::Pending => "pending",
-            Outcome::Done(Err(TaskError::Cancelled(_))) => "cancelled",
+            Outcome::Done(Err(e)) if e.is_cancelled() => "cancelled",
             Outcome::Done(Err(_)) => "finished (failed)",
             Outcome::Done(Ok(_)) | Outcome::Taken => "finished",
         })
@@ -98,7 +89,7 @@ impl<T, E> OutcomeCell<T, E> {
 
     /// Pending → done; `invalid state` if already done.
     #[inline]
-    pub(crate) fn set(&self, r: Result<T, TaskError<E>>) -> Result<(), InvalidStateError> {
+    pub(crate) fn set(&self, r: Result<T, Error>) -> Result<(), InvalidStateError> {
         // Written first, undone if it was not pending: one move on the
         // usual path. The refused value is dropped here, as before.
         match self.0.replace(Outcome::Done(r)) {
@@ -110,48 +101,49 @@ impl<T, E> OutcomeCell<T, E> {
         }
     }
 
-    /// Moves the outcome out (awaiting by value).
+    /// Moves a value out (`take()`); an error is cloned and stays.
     // Always inline: returned through memory, the value was stored narrow
     // and loaded wide by the awaiting code (see `FutureWait::poll`).
     #[inline(always)]
-    pub(crate) fn take(&self) -> Result<T, TaskError<E>> {
+    pub(crate) fn take(&self) -> Result<T, Error> {
         // `Taken` goes in first: the usual case (a value) needs no second
         // write; the others put back what they found.
         match self.0.replace(Outcome::Taken) {
-            Outcome::Done(Err(TaskError::Cancelled(c))) => {
-                self.0
-                    .set(Outcome::Done(Err(TaskError::Cancelled(c.clone()))));
-                Err(TaskError::Cancelled(c))
+            Outcome::Done(Ok(v)) => Ok(v),
+            Outcome::Done(Err(e)) => {
+                self.0.set(Outcome::Done(Err(e.clone())));
+                Err(e)
             }
-            Outcome::Done(r) => r,
             Outcome::Pending => {
                 self.0.set(Outcome::Pending);
-                Err(TaskError::InvalidState(InvalidStateError::ResultNotSet))
+                Err(InvalidStateError::ResultNotSet.into())
             }
-            Outcome::Taken => Err(TaskError::InvalidState(InvalidStateError::ResultTaken)),
+            Outcome::Taken => Err(InvalidStateError::ResultTaken.into()),
         }
-    }
-}
-
-impl<T: Clone, E: Clone> OutcomeCell<T, E> {
-    /// asyncio's `result()`: a clone of the value, or the failure.
-    pub(crate) fn result(&self) -> Result<T, TaskError<E>> {
-        self.with(|o| match o {
-            Outcome::Done(r) => r.clone(),
-            Outcome::Pending => Err(TaskError::InvalidState(InvalidStateError::ResultNotSet)),
-            Outcome::Taken => Err(TaskError::InvalidState(InvalidStateError::ResultTaken)),
-        })
     }
 
     /// asyncio's `exception()`: `Ok(None)` after a result, `Ok(Some(_))`
-    /// after a failure, `Err` when cancelled, pending or taken.
-    pub(crate) fn exception(&self) -> Result<Option<TaskError<E>>, TaskError<E>> {
+    /// after a failure, `Err` when cancelled (the `CancelledError`) or
+    /// pending (`Exception is not set.`).
+    pub(crate) fn exception(&self) -> Result<Option<Error>, Error> {
         self.with(|o| match o {
-            Outcome::Done(Ok(_)) => Ok(None),
-            Outcome::Done(Err(TaskError::Cancelled(c))) => Err(TaskError::Cancelled(c.clone())),
+            Outcome::Done(Ok(_)) | Outcome::Taken => Ok(None),
+            Outcome::Done(Err(e)) if e.is_cancelled() => Err(e.clone()),
             Outcome::Done(Err(e)) => Ok(Some(e.clone())),
-            Outcome::Pending => Err(TaskError::InvalidState(InvalidStateError::ExceptionNotSet)),
-            Outcome::Taken => Err(TaskError::InvalidState(InvalidStateError::ResultTaken)),
+            Outcome::Pending => Err(InvalidStateError::ExceptionNotSet.into()),
+        })
+    }
+}
+
+impl<T: Clone> OutcomeCell<T> {
+    /// asyncio's `result()` (and what an await returns): a clone of the
+    /// value, or the failure.
+    #[inline]
+    pub(crate) fn result(&self) -> Result<T, Error> {
+        self.with(|o| match o {
+            Outcome::Done(r) => r.clone(),
+            Outcome::Pending => Err(InvalidStateError::ResultNotSet.into()),
+            Outcome::Taken => Err(InvalidStateError::ResultTaken.into()),
         })
     }
 }
@@ -159,27 +151,25 @@ impl<T: Clone, E: Clone> OutcomeCell<T, E> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::errors::CancelledError;
 
     #[test]
-    fn set_once_take_once_and_cancellation_stays() {
-        let c: OutcomeCell<String, ()> = OutcomeCell::new();
+    fn set_once_read_many_take_once() {
+        let c: OutcomeCell<String> = OutcomeCell::new();
         assert!(c.is_pending());
         c.set(Ok("v".into())).unwrap();
         assert_eq!(c.set(Ok("w".into())), Err(InvalidStateError::AlreadyDone));
         assert_eq!(c.result().unwrap(), "v");
+        assert_eq!(c.result().unwrap(), "v", "reading leaves it in place");
         assert_eq!(c.take().unwrap(), "v");
-        assert!(matches!(
-            c.take(),
-            Err(TaskError::InvalidState(InvalidStateError::ResultTaken))
-        ));
+        assert!(c.take().unwrap_err().is_invalid_state());
+        assert!(c.exception().unwrap().is_none(), "still a value, gone");
         assert_eq!(c.state_name(), "finished");
 
-        let k: OutcomeCell<String, ()> = OutcomeCell::new();
-        k.set(Err(TaskError::Cancelled(CancelledError::new(None))))
-            .unwrap();
-        assert!(k.take().is_err());
-        assert!(k.is_cancelled(), "still cancelled after a take");
+        let k: OutcomeCell<String> = OutcomeCell::new();
+        k.set(Err(Error::cancelled(None))).unwrap();
+        assert!(k.take().unwrap_err().is_cancelled());
+        assert!(k.take().unwrap_err().is_cancelled(), "an error stays");
+        assert_eq!(k.state_name(), "cancelled");
     }
 
     #[test]
@@ -190,7 +180,7 @@ mod tests {
                 panic!("no clones")
             }
         }
-        let c: OutcomeCell<Bomb, ()> = OutcomeCell::new();
+        let c: OutcomeCell<Bomb> = OutcomeCell::new();
         c.set(Ok(Bomb)).unwrap();
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.result()));
         assert!(r.is_err());

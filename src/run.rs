@@ -26,47 +26,40 @@
 //! - The default executor is shut down, waiting for its running jobs (at
 //!   most 300 s, as 3.12), before the loop closes.
 //!
-//! Not yet mirrored: asyncio's shutdown of async generators (aioloop has
-//! none), and the `unhandled exception
-//! during asyncio.run() shutdown` report for a leftover task that fails
-//! instead of ending cancelled (a [`TaskRef`](crate::TaskRef) cannot give its
-//! exception; the loop's own never-retrieved report covers it).
+//! - A leftover task that ends in a failure other than its cancellation is
+//!   reported through the exception handler as `unhandled exception during
+//!   asyncio.run() shutdown`, with the exception and the task, and counts
+//!   as retrieved (asyncio's `_cancel_all_tasks`).
+//!
+//! Not mirrored: asyncio's shutdown of async generators (aioloop has none).
 
-use crate::errors::{LoopError, TaskError, TaskOutput};
+use crate::errors::{Error, LoopError, TaskOutput};
+use crate::event_loop::exceptions::ExceptionContext;
 use crate::event_loop::{get_running_loop, EventLoop, LoopRef};
-
-/// What [`run`] returns: the loop's own errors outside, `main`'s outcome
-/// inside — the shape of [`LoopRef::run_until_complete`].
-pub type RunResult<F> = Result<
-    Result<
-        <<F as std::future::Future>::Output as TaskOutput>::Ok,
-        TaskError<<<F as std::future::Future>::Output as TaskOutput>::Err>,
-    >,
-    LoopError,
->;
 
 /// Runs `main` on a new event loop and closes the loop (asyncio's
 /// `asyncio.run`).
 ///
-/// Returns `main`'s outcome: its result, or its error, cancellation or
-/// panic as a [`TaskError`]. Before closing, every task still pending is
-/// cancelled and the loop runs until they are done. Fails with
-/// [`LoopError::RunFromRunningLoop`] when a loop is already running on this
-/// thread.
+/// Returns `main`'s outcome — its result, or its error, cancellation or
+/// panic — or the loop's own refusal, all as one `Result`. Before closing,
+/// every task still pending is cancelled and the loop runs until they are
+/// done. Fails with `asyncio.run() cannot be called from a running event
+/// loop` ([`LoopError::RunFromRunningLoop`]) when a loop is already running
+/// on this thread.
 ///
 /// ```
 /// use aioloop::{create_task, sleep};
 /// use std::time::Duration;
 ///
 /// let out = aioloop::run(async {
-///     create_task(sleep(Duration::from_secs(3600))).unwrap(); // cancelled at exit
+///     create_task(sleep(Duration::from_secs(3600)))?; // cancelled at exit
 ///     sleep(Duration::ZERO).await?;
-///     Ok::<_, aioloop::CancelledError>("done")
+///     Ok("done")
 /// });
-/// assert_eq!(out.unwrap().unwrap(), "done");
+/// assert_eq!(out.unwrap(), "done");
 /// ```
 #[track_caller]
-pub fn run<F>(main: F) -> RunResult<F>
+pub fn run<F>(main: F) -> Result<<F::Output as TaskOutput>::Ok, Error>
 where
     F: std::future::Future + 'static,
     F::Output: TaskOutput,
@@ -82,24 +75,27 @@ where
 /// use std::time::Duration;
 ///
 /// let out = run_with(EventLoop::with_virtual_clock, async {
-///     sleep(Duration::from_secs(60)).await.unwrap();
-///     get_running_loop().unwrap().time()
+///     sleep(Duration::from_secs(60)).await?;
+///     Ok(get_running_loop()?.time())
 /// });
-/// assert_eq!(out.unwrap().unwrap(), 60.0, "an instant, on the virtual clock");
+/// assert_eq!(out.unwrap(), 60.0, "an instant, on the virtual clock");
 /// ```
 #[track_caller]
 pub fn run_with<F>(
     loop_factory: impl FnOnce() -> Result<EventLoop, LoopError>,
     main: F,
-) -> RunResult<F>
+) -> Result<<F::Output as TaskOutput>::Ok, Error>
 where
     F: std::future::Future + 'static,
     F::Output: TaskOutput,
 {
     if get_running_loop().is_ok() {
-        return Err(LoopError::RunFromRunningLoop);
+        return Err(LoopError::RunFromRunningLoop.into());
     }
     let lp = loop_factory()?;
+    // `main` becomes a task here, so that its result can be moved out
+    // whatever its type (`run_until_complete` of a plain future does the
+    // same).
     let out = lp.run_until_complete(main);
     // asyncio's `Runner.close`: shut down even when `main` did not complete
     // (the loop was stopped early), which leaves `main`'s task among those
@@ -113,8 +109,10 @@ where
     out
 }
 
-/// asyncio's `_cancel_all_tasks`: cancel what is left, then run the loop
-/// until each has finished its cleanup.
+/// asyncio's `_cancel_all_tasks`: cancel what is left, run the loop until
+/// each has finished its cleanup, then report each that ended in a failure
+/// other than its cancellation (`unhandled exception during asyncio.run()
+/// shutdown`).
 fn cancel_all_tasks(lp: &LoopRef) {
     let to_cancel = lp.all_tasks();
     if to_cancel.is_empty() {
@@ -126,9 +124,24 @@ fn cancel_all_tasks(lp: &LoopRef) {
     // Nobody cancels this gathering task, so `wait_done` only returns once
     // its task is done; and a stop() from a leftover task, which would end
     // this run early, leaves the rest to `close`, as asyncio's would.
+    let waited = to_cancel.clone();
     let _ = lp.run_until_complete(async move {
-        for t in &to_cancel {
+        for t in &waited {
             let _ = t.wait_done().await;
         }
     });
+    for t in &to_cancel {
+        if !t.done() || t.cancelled() {
+            continue;
+        }
+        if let Some(e) = t.failure() {
+            let mut context = ExceptionContext::new(
+                "unhandled exception during asyncio.run() shutdown",
+            )
+            .with_task(format!("{t:?}"));
+            context.exception = Some(std::rc::Rc::new(e.into_std()));
+            lp.call_exception_handler(&context);
+        }
+    }
 }
+

@@ -47,10 +47,8 @@
 //! - A done task leaves the loop's slab at once: stale wakers find nothing.
 
 use std::cell::{Cell, UnsafeCell};
-use std::convert::Infallible;
 use std::fmt;
 use std::future::{Future as StdFuture, IntoFuture};
-use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::pin::Pin;
@@ -58,7 +56,7 @@ use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context, Poll, Waker};
 
-use crate::errors::{CancelledError, Exception, LoopError, PanicError, TaskError, TaskOutput};
+use crate::errors::{CancelledError, Error, LoopError, PanicError, TaskOutput};
 use crate::event_loop::exceptions::report_unretrieved;
 use crate::event_loop::handle::{HandleInner, Invoke};
 use crate::event_loop::{Handle, LoopCore, LoopRef};
@@ -288,6 +286,10 @@ impl TaskHeader {
 
     /// `Task.cancel(msg)`; see the module docs.
     fn cancel(&self, msg: Option<String>) -> bool {
+        // asyncio's `cancel` clears `_log_traceback` first, even on a done
+        // task: a failure whose task was cancelled afterwards is not
+        // reported as never retrieved (checked with CPython 3.11–3.13).
+        self.retrieved.set(true);
         if self.is_done() {
             return false;
         }
@@ -482,9 +484,9 @@ pub(crate) fn fire_completion(core: &Rc<LoopCore>, completion: &Completion) {
 }
 
 /// The typed view of a task allocation, independent of its future type.
-pub(crate) trait TaskObj<T, E>: Invoke {
+pub(crate) trait TaskObj<T>: Invoke {
     fn header(&self) -> &TaskHeader;
-    fn outcome(&self) -> &OutcomeCell<T, E>;
+    fn outcome(&self) -> &OutcomeCell<T>;
 }
 
 /// A task's allocation: header, the future (pinned in place), the outcome.
@@ -499,20 +501,19 @@ where
     /// thread is refused) and dropped exactly once, by `drop_future` or by
     /// `Drop`. No `RefCell`/`Option`: every task pays for this field.
     future: UnsafeCell<ManuallyDrop<F>>,
-    outcome: OutcomeCell<OkOf<F>, ErrOf<F>>,
+    outcome: OutcomeCell<OkOf<F>>,
 }
 
 type OkOf<F> = <<F as StdFuture>::Output as TaskOutput>::Ok;
-type ErrOf<F> = <<F as StdFuture>::Output as TaskOutput>::Err;
 
 impl<F: StdFuture + 'static> TaskCell<F>
 where
     F::Output: TaskOutput,
 {
-    fn finish(&self, result: Result<OkOf<F>, TaskError<ErrOf<F>>>) {
+    fn finish(&self, result: Result<OkOf<F>, Error>) {
         let state = match &result {
             Ok(_) => TaskState::Finished,
-            Err(TaskError::Cancelled(_)) => TaskState::Cancelled,
+            Err(e) if e.is_cancelled() => TaskState::Cancelled,
             Err(_) => TaskState::Failed,
         };
         // A task completes once (`step` returns early when done).
@@ -523,7 +524,7 @@ where
     fn finish_cancelled(&self) {
         let err = self.header.cancelled_error();
         self.header.must_cancel.set(false);
-        self.finish(Err(TaskError::Cancelled(err)));
+        self.finish(Err(err.into()));
     }
 
     /// Drops the future in place (its destructors run now).
@@ -587,10 +588,7 @@ where
                     // the task cancelled either way.
                     Err(e) => {
                         h.must_cancel.set(false);
-                        match e.as_cancelled() {
-                            Some(c) => Err(TaskError::Cancelled(c.clone())),
-                            None => Err(TaskError::Exception(e)),
-                        }
+                        Err(e)
                     }
                 };
                 self.finish(result);
@@ -611,7 +609,7 @@ where
             }
             Err(payload) => {
                 self.drop_future();
-                self.finish(Err(TaskError::Panicked(PanicError::new(payload))));
+                self.finish(Err(PanicError::new(payload).into()));
             }
         }
     }
@@ -630,7 +628,7 @@ where
         // now, as asyncio's `Task.__del__` does.
         let h = &self.header;
         if h.state.get() == TaskState::Failed && !h.retrieved.get() {
-            if let Some(failure) = self.outcome.failure_text() {
+            if let Some(failure) = self.outcome.failure().map(|e| format!("{e:?}")) {
                 let repr = format!(
                     "<Task finished name='{}' created at {}:{} exception={failure}>",
                     h.name(),
@@ -664,6 +662,10 @@ where
             .get()
             .then(|| (self.future.get() as usize, std::mem::size_of::<F>()))
     }
+    fn task_failure(&self) -> Option<Error> {
+        self.header.retrieved.set(true);
+        self.outcome.failure()
+    }
     fn abandon(&self) {
         // The loop closes with this task pending: drop its future (its
         // destructors are the coroutine's `finally` blocks) and its
@@ -682,14 +684,14 @@ where
     }
 }
 
-impl<F: StdFuture + 'static> TaskObj<OkOf<F>, ErrOf<F>> for TaskCell<F>
+impl<F: StdFuture + 'static> TaskObj<OkOf<F>> for TaskCell<F>
 where
     F::Output: TaskOutput,
 {
     fn header(&self) -> &TaskHeader {
         &self.header
     }
-    fn outcome(&self) -> &OutcomeCell<OkOf<F>, ErrOf<F>> {
+    fn outcome(&self) -> &OutcomeCell<OkOf<F>> {
         &self.outcome
     }
 }
@@ -753,39 +755,70 @@ pub(crate) fn current_task_id() -> Option<TaskId> {
     with_current(|h| h.id())
 }
 
-/// A handle to a task (asyncio's `Task`), typed by its result `T` and its
-/// exception `E`.
+/// The current task's repr, if a task step is running and its loop is not
+/// `core` (asyncio's `… got Future … attached to a different loop`).
+pub(crate) fn current_task_repr_if_other_loop(core: &Rc<LoopCore>) -> Option<String> {
+    with_current(|h| (!std::ptr::eq(h.core.as_ptr(), Rc::as_ptr(core))).then(|| header_repr(h)))
+        .flatten()
+}
+
+/// asyncio's repr of a task, from its header.
+fn header_repr(h: &TaskHeader) -> String {
+    struct Repr<'a>(&'a TaskHeader);
+    impl fmt::Display for Repr<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            describe_task(self.0, self.0.site, f)
+        }
+    }
+    Repr(h).to_string()
+}
+
+/// A handle to a task (asyncio's `Task`), typed by its result `T`; its
+/// exception is an [`Error`].
 ///
-/// Clones share the task. Dropping every handle does not cancel it. Await
-/// it by value (`task.await`, taking the result) or by reference
-/// (`(&task).await`, cloning it, for `T: Clone`).
+/// Clones share the task. Dropping every handle does not cancel it. A task
+/// is a Rust future itself (for `T: Clone`), as asyncio's is awaitable:
+/// `task.await`, `(&task).await`, `run_until_complete(task)`, `wait_for(task,
+/// d)`, `gather([t, t])`… each get a clone of the result, and `result()` /
+/// `exception()` still answer afterwards. For a result that is not `Clone`,
+/// [`take`](Task::take) moves it out once.
 ///
 /// ```
 /// use aioloop::EventLoop;
 ///
 /// let lp = EventLoop::new().unwrap();
 /// let out = lp.run_until_complete(async {
-///     let t = aioloop::create_task(async { 6u32 * 7 }).unwrap();
+///     let t = aioloop::create_task(async { 6u32 * 7 })?;
 ///     assert!(t.get_name().starts_with("Task-"));
-///     t.await
-/// }).unwrap();
-/// assert_eq!(out.unwrap(), 42);
+///     let first = (&t).await?;
+///     let again = t.await?;
+///     Ok(first + again)
+/// });
+/// assert_eq!(out.unwrap(), 84);
 /// ```
-pub struct Task<T, E = Infallible> {
-    inner: Rc<HandleInner<dyn TaskObj<T, E>>>,
+pub struct Task<T> {
+    inner: Rc<HandleInner<dyn TaskObj<T>>>,
+    /// This handle's registration while a task awaits it.
+    key: Option<WaiterKey>,
 }
 
-impl<T, E> Drop for Task<T, E> {
+impl<T> Drop for Task<T> {
     fn drop(&mut self) {
+        let h = self.inner.callback().header();
+        if let Some(k) = self.key.take() {
+            h.unregister(k);
+        }
         let strong = Rc::strong_count(&self.inner);
-        self.inner.callback().header().handle_dropped(strong);
+        h.handle_dropped(strong);
     }
 }
 
-impl<T, E> Clone for Task<T, E> {
+impl<T> Clone for Task<T> {
+    /// Another handle to the same task (with no registration of its own).
     fn clone(&self) -> Self {
         Task {
             inner: self.inner.clone(),
+            key: None,
         }
     }
 }
@@ -809,7 +842,7 @@ impl LoopRef {
     /// Wraps `fut` in a task scheduled to run on this loop (asyncio's
     /// `loop.create_task`). The task starts on a later iteration.
     #[track_caller]
-    pub fn create_task<F>(&self, fut: F) -> Result<Task<OkOf<F>, ErrOf<F>>, LoopError>
+    pub fn create_task<F>(&self, fut: F) -> Result<Task<OkOf<F>>, LoopError>
     where
         F: StdFuture + 'static,
         F::Output: TaskOutput,
@@ -847,12 +880,13 @@ impl LoopRef {
                     outcome: OutcomeCell::new(),
                 },
             ));
-            typed = Some(cell.clone() as Rc<HandleInner<dyn TaskObj<OkOf<F>, ErrOf<F>>>>);
+            typed = Some(cell.clone() as Rc<HandleInner<dyn TaskObj<OkOf<F>>>>);
             Handle::from_inner(cell)
         });
         core.schedule_task(id);
         Ok(Task {
             inner: typed.expect("insert_with ran the closure"),
+            key: None,
         })
     }
 }
@@ -860,7 +894,7 @@ impl LoopRef {
 /// Wraps `fut` in a task on the running loop (asyncio's
 /// `asyncio.create_task`). Fails with `no running event loop` outside one.
 #[track_caller]
-pub fn create_task<F>(fut: F) -> Result<Task<OkOf<F>, ErrOf<F>>, LoopError>
+pub fn create_task<F>(fut: F) -> Result<Task<OkOf<F>>, LoopError>
 where
     F: StdFuture + 'static,
     F::Output: TaskOutput,
@@ -897,7 +931,7 @@ impl LoopRef {
     }
 }
 
-impl<T: 'static, E: 'static> Task<T, E> {
+impl<T: 'static> Task<T> {
     fn header(&self) -> &TaskHeader {
         self.inner.callback().header()
     }
@@ -959,7 +993,7 @@ impl<T: 'static, E: 'static> Task<T, E> {
 
     /// Calls `f` (via `call_soon`) once the task is done, in registration
     /// order; at once (on the next iteration) if it is already done.
-    pub fn add_done_callback(&self, f: impl FnOnce(&Task<T, E>) + 'static) -> DoneCallbackId {
+    pub fn add_done_callback(&self, f: impl FnOnce(&Task<T>) + 'static) -> DoneCallbackId {
         let me = self.clone();
         self.header().add_done_callback(Box::new(move || f(&me)))
     }
@@ -969,30 +1003,131 @@ impl<T: 'static, E: 'static> Task<T, E> {
         self.header().completion.remove_callback(id)
     }
 
-    /// Moves the outcome out: what awaiting by value returns.
-    pub(crate) fn take_outcome(&self) -> Result<T, TaskError<E>> {
-        self.header().retrieved.set(true);
-        self.inner.callback().outcome().take()
-    }
-}
-
-impl<T: Clone + 'static, E: Clone + 'static> Task<T, E> {
-    /// The result (asyncio's `result()`): the value, or the exception /
-    /// cancellation / panic as an error; `Result is not set.` if pending.
-    pub fn result(&self) -> Result<T, TaskError<E>> {
-        self.header().retrieved.set(true);
-        self.inner.callback().outcome().result()
-    }
-
-    /// The exception (asyncio's `exception()`): `Ok(None)` after a result,
-    /// `Ok(Some(e))` after a failure, `Err` when cancelled or pending.
-    pub fn exception(&self) -> Result<Option<TaskError<E>>, TaskError<E>> {
+    /// The exception (asyncio's `exception()`): `Ok(None)` after a
+    /// result, `Ok(Some(e))` after a failure (an `Err` or a panic), `Err`
+    /// when cancelled (the `CancelledError`) or pending (`Exception is not
+    /// set.`). Answers any number of times.
+    ///
+    /// ```
+    /// let lp = aioloop::EventLoop::new().unwrap();
+    /// let t = lp.create_task(async { Err::<(), _>(aioloop::Error::msg("no")) }).unwrap();
+    /// let _ = lp.run_until_complete(t.clone());
+    /// assert_eq!(t.exception().unwrap().unwrap().to_string(), "no");
+    /// assert_eq!(t.exception().unwrap().unwrap().to_string(), "no");
+    /// ```
+    pub fn exception(&self) -> Result<Option<Error>, Error> {
         self.header().retrieved.set(true);
         self.inner.callback().outcome().exception()
     }
+
+    /// Waits for the task and moves its result out, for a `T` that is not
+    /// `Clone`. Every other reader then gets `Result was already taken.`
+    /// from `result()` (a failure stays for all).
+    ///
+    /// ```
+    /// #[derive(Debug)]
+    /// struct Conn; // not Clone
+    /// let lp = aioloop::EventLoop::new().unwrap();
+    /// let t = lp.create_task(async { Ok(Conn) }).unwrap();
+    /// let conn: Conn = lp.run_until_complete(t.clone().take()).unwrap();
+    /// # let _ = conn;
+    /// assert!(t.done());
+    /// ```
+    pub fn take(self) -> TaskAwait<T> {
+        TaskAwait {
+            task: self,
+            retrieve: Task::take_outcome,
+        }
+    }
+
+    /// Counts the task's failure as looked at (asyncio's `_log_traceback =
+    /// False`), as a combinator that owns the child's outcome does.
+    pub(crate) fn mark_retrieved(&self) {
+        self.header().retrieved.set(true);
+    }
+
+    /// Moves a value out of a done task (`take`, and the tasks that
+    /// combinators make for a plain future, which nobody else can read).
+    pub(crate) fn take_outcome(&self) -> Result<T, Error> {
+        self.header().retrieved.set(true);
+        self.inner.callback().outcome().take()
+    }
+
+    /// The poll of every await of this task: `Ready(Ok(()))` once it is
+    /// done, `Ready(Err)` for a refused await (itself, another loop's).
+    #[inline]
+    fn poll_done(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let h = self.inner.callback().header();
+        if !h.is_done() {
+            let site = WaitSite::new(WaitKind::Task, self);
+            match park_on_task(h, site, &mut self.key, cx) {
+                Ok(true) => {}
+                Ok(false) => return Poll::Pending,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        if let Some(k) = self.key.take() {
+            h.unregister(k);
+        }
+        Poll::Ready(Ok(()))
+    }
 }
 
-impl<T, E> fmt::Debug for Task<T, E> {
+/// Where a pending task is awaited: the refusals (itself, another loop's
+/// task), the cancellation point, then the registration. `Ok(true)` once
+/// the awaited task is done.
+fn park_on_task(
+    h: &TaskHeader,
+    site: WaitSite,
+    key: &mut Option<WaiterKey>,
+    cx: &mut Context<'_>,
+) -> Result<bool, Error> {
+    let refusal = with_current(|me| {
+        if std::ptr::eq(me, h) {
+            Some(LoopError::AwaitOnItself(header_repr(me)))
+        } else if !std::ptr::eq(me.core.as_ptr(), h.core.as_ptr()) {
+            Some(LoopError::DifferentLoop(header_repr(me), header_repr(h)))
+        } else {
+            None
+        }
+    })
+    .flatten();
+    if let Some(e) = refusal {
+        // asyncio's `__step` throws these into the coroutine: checked with
+        // CPython 3.11 and 3.13 (`tests/tasks.rs`).
+        return Err(e.into());
+    }
+    if let Some(c) = take_cancel_request() {
+        // asyncio (`__step`: `_fut_waiter.cancel()`): cancel the awaited
+        // task and stay parked until it is done; its outcome — cancelled,
+        // or a result if it refuses — is what this await returns.
+        if !h.cancel(c.message().map(str::to_owned)) {
+            if let Some(k) = key.take() {
+                h.unregister(k);
+            }
+            return Err(c.into());
+        }
+    }
+    match poll_task_done(h, site, key, cx) {
+        Poll::Ready(_) => Ok(true),
+        Poll::Pending => {
+            set_fut_waiter(FutWaiter::Task(h.id()));
+            Ok(false)
+        }
+    }
+}
+
+impl<T: Clone + 'static> Task<T> {
+    /// The result (asyncio's `result()`): a clone of the value, or the
+    /// exception / cancellation / panic as an error; `Result is not set.`
+    /// if pending. Answers any number of times.
+    pub fn result(&self) -> Result<T, Error> {
+        self.header().retrieved.set(true);
+        self.inner.callback().outcome().result()
+    }
+}
+
+impl<T> fmt::Debug for Task<T> {
     /// asyncio's repr: `<Task pending name='Task-3' created at src/main.rs:40>`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         describe_task(self.inner.callback().header(), self.inner.site(), f)
@@ -1079,6 +1214,13 @@ impl TaskRef {
         self.header().waker.live_wakers()
     }
 
+    /// The failure of a done task (an `Err` or a panic; not a
+    /// cancellation), which then counts as retrieved: what `asyncio.run`
+    /// reports of a leftover task.
+    pub(crate) fn failure(&self) -> Option<Error> {
+        self.handle.task_failure()
+    }
+
     /// Waits until the task is done, whichever way, without retrieving its
     /// outcome (what `asyncio.run` does with leftover tasks).
     pub fn wait_done(&self) -> WaitDone<'_> {
@@ -1143,110 +1285,68 @@ impl Drop for WaitDone<'_> {
     }
 }
 
-/// The future of awaiting a [`Task`]: a cancellation point. Cancelling the
-/// awaiting task cancels the awaited one too, as asyncio does.
-pub struct TaskWait<T: 'static, E: 'static, H: AsTask<T, E>> {
-    task: H,
-    key: Option<WaiterKey>,
-    _out: PhantomData<fn() -> (T, E)>,
-}
-
-/// How a [`TaskWait`] gets its task: owned, or borrowed.
-pub trait AsTask<T, E> {
-    /// The task.
-    fn task(&self) -> &Task<T, E>;
-    /// Produces the outcome once the task is done.
-    fn outcome(&self) -> Result<T, TaskError<E>>;
-}
-
-impl<T: 'static, E: 'static> AsTask<T, E> for Task<T, E> {
-    fn task(&self) -> &Task<T, E> {
-        self
-    }
-    fn outcome(&self) -> Result<T, TaskError<E>> {
-        self.take_outcome()
-    }
-}
-
-impl<T: Clone + 'static, E: Clone + 'static> AsTask<T, E> for &Task<T, E> {
-    fn task(&self) -> &Task<T, E> {
-        self
-    }
-    fn outcome(&self) -> Result<T, TaskError<E>> {
-        self.result()
-    }
-}
-
-impl<T: 'static, E: 'static, H: AsTask<T, E> + Unpin> StdFuture for TaskWait<T, E, H> {
-    type Output = Result<T, TaskError<E>>;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = &mut *self;
-        let task = this.task.task();
-        let h = task.header();
-        if h.is_done() {
-            if let Some(k) = this.key.take() {
-                h.unregister(k);
-            }
-            return Poll::Ready(this.task.outcome());
-        }
-        if let Some(c) = take_cancel_request() {
-            // asyncio (`__step`: `_fut_waiter.cancel()`): cancel the awaited
-            // task and stay parked until it is done; its outcome — cancelled,
-            // or a result if it refuses — is what this await returns.
-            if !h.cancel(c.message().map(str::to_owned)) {
-                if let Some(k) = this.key.take() {
-                    h.unregister(k);
-                }
-                return Poll::Ready(Err(TaskError::Cancelled(c)));
-            }
-        }
-        match poll_task_done(h, WaitSite::new(WaitKind::Task, task), &mut this.key, cx) {
-            Poll::Ready(_) => Poll::Ready(this.task.outcome()),
-            Poll::Pending => {
-                set_fut_waiter(FutWaiter::Task(h.id()));
-                Poll::Pending
-            }
+/// Awaiting a [`Task`]: a cancellation point. Cancelling the awaiting task
+/// cancels the awaited one too, as asyncio does. Every await gets a clone of
+/// the result; the outcome stays for `result()` and the next await.
+impl<T: Clone + 'static> StdFuture for Task<T> {
+    type Output = Result<T, Error>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        match this.poll_done(cx) {
+            Poll::Ready(Ok(())) => Poll::Ready(this.result()),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
         }
     }
 }
 
-impl<T: 'static, E: 'static, H: AsTask<T, E>> Drop for TaskWait<T, E, H> {
-    fn drop(&mut self) {
-        if let Some(k) = self.key.take() {
-            self.task.task().header().unregister(k);
+/// `(&task).await`: awaits another handle to the same task.
+impl<T: Clone + 'static> IntoFuture for &Task<T> {
+    type Output = Result<T, Error>;
+    type IntoFuture = Task<T>;
+    fn into_future(self) -> Task<T> {
+        self.clone()
+    }
+}
+
+/// Awaiting a task and reading its outcome in a given way: the future of
+/// [`Task::take`] (which moves the result out), and what the combinators
+/// await. A cancellation point, like awaiting the task.
+pub struct TaskAwait<T: 'static> {
+    task: Task<T>,
+    retrieve: fn(&Task<T>) -> Result<T, Error>,
+}
+
+impl<T: 'static> TaskAwait<T> {
+    /// Awaits `task`, reading its outcome with `retrieve`.
+    pub(crate) fn new(task: Task<T>, retrieve: fn(&Task<T>) -> Result<T, Error>) -> Self {
+        TaskAwait { task, retrieve }
+    }
+
+    /// The task awaited.
+    pub fn task(&self) -> &Task<T> {
+        &self.task
+    }
+}
+
+impl<T: 'static> StdFuture for TaskAwait<T> {
+    type Output = Result<T, Error>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        match this.task.poll_done(cx) {
+            Poll::Ready(Ok(())) => Poll::Ready((this.retrieve)(&this.task)),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
         }
     }
 }
 
-impl<T: 'static, E: 'static> IntoFuture for Task<T, E> {
-    type Output = Result<T, TaskError<E>>;
-    type IntoFuture = TaskWait<T, E, Task<T, E>>;
-    fn into_future(self) -> Self::IntoFuture {
-        TaskWait {
-            task: self,
-            key: None,
-            _out: PhantomData,
-        }
+impl<T: 'static> fmt::Debug for TaskAwait<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TaskAwait({:?})", self.task)
     }
 }
 
-impl<'a, T: Clone + 'static, E: Clone + 'static> IntoFuture for &'a Task<T, E> {
-    type Output = Result<T, TaskError<E>>;
-    type IntoFuture = TaskWait<T, E, &'a Task<T, E>>;
-    fn into_future(self) -> Self::IntoFuture {
-        TaskWait {
-            task: self,
-            key: None,
-            _out: PhantomData,
-        }
-    }
-}
-
-impl<E: Exception> Exception for Box<TaskError<E>> {
-    fn as_cancelled(&self) -> Option<&CancelledError> {
-        (**self).as_cancelled()
-    }
-}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1261,6 +1361,6 @@ mod tests {
             "TaskHeader grew to {} bytes",
             std::mem::size_of::<TaskHeader>()
         );
-        assert!(std::mem::size_of::<OutcomeCell<(), Infallible>>() <= 24);
+        assert!(std::mem::size_of::<OutcomeCell<()>>() <= 16);
     }
 }

@@ -62,16 +62,16 @@ impl Shared {
 }
 
 /// The children of a combinator, their done callbacks and its timer.
-pub(crate) struct DoneQueue<T: 'static, E: 'static> {
-    tasks: Vec<Task<T, E>>,
+pub(crate) struct DoneQueue<T: 'static> {
+    tasks: Vec<Task<T>>,
     callbacks: Vec<Option<DoneCallbackId>>,
     shared: Rc<Shared>,
     timer: Option<TimerHandle>,
     started: bool,
 }
 
-impl<T: 'static, E: 'static> DoneQueue<T, E> {
-    pub(crate) fn new(tasks: Vec<Task<T, E>>) -> Self {
+impl<T: 'static> DoneQueue<T> {
+    pub(crate) fn new(tasks: Vec<Task<T>>) -> Self {
         DoneQueue {
             tasks,
             callbacks: Vec::new(),
@@ -81,7 +81,7 @@ impl<T: 'static, E: 'static> DoneQueue<T, E> {
         }
     }
 
-    pub(crate) fn tasks(&self) -> &[Task<T, E>] {
+    pub(crate) fn tasks(&self) -> &[Task<T>] {
         &self.tasks
     }
 
@@ -160,13 +160,13 @@ impl<T: 'static, E: 'static> DoneQueue<T, E> {
     }
 
     /// Stops and gives the children back.
-    pub(crate) fn into_tasks(mut self) -> Vec<Task<T, E>> {
+    pub(crate) fn into_tasks(mut self) -> Vec<Task<T>> {
         self.stop();
         std::mem::take(&mut self.tasks)
     }
 }
 
-impl<T: 'static, E: 'static> Drop for DoneQueue<T, E> {
+impl<T: 'static> Drop for DoneQueue<T> {
     fn drop(&mut self) {
         self.stop();
     }

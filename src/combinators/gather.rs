@@ -7,11 +7,14 @@
 //!
 //! | asyncio | aioloop | output |
 //! |---|---|---|
-//! | `await gather(*tasks)` | `gather(tasks).await` | `Result<Vec<T>, TaskError<E>>` |
-//! | `await gather(*tasks, return_exceptions=True)` | `gather(tasks).return_exceptions().await` | `Result<Vec<Result<T, TaskError<E>>>, CancelledError>` |
+//! | `await gather(*aws)` | `gather(aws).await` | `Result<Vec<T>, Error>` |
+//! | `await gather(*aws, return_exceptions=True)` | `gather(aws).return_exceptions().await` | `Result<Vec<Result<T, Error>>, Error>` |
 //!
-//! Futures are passed as tasks: [`create_tasks`] wraps an iterator of
-//! futures, as `gather` wraps coroutines with `ensure_future`.
+//! The children are anything [`IntoTask`]: tasks (read by clone: their
+//! results stay for their other handles, and a task given twice fills both
+//! slots and runs once, as in asyncio), loop futures, or plain Rust
+//! futures, each spawned as a task as `gather` wraps coroutines with
+//! `ensure_future`. [`create_tasks`] spawns an iterator of futures.
 //!
 //! # Rules (checked against CPython 3.11 in `tests/combinators_gather.rs`)
 //!
@@ -34,51 +37,66 @@
 //! # Invariants
 //!
 //! - A cancellation point, like every aioloop awaitable.
-//! - The gather takes each child's outcome (as `task.await` by value does):
-//!   a clone of a child's handle then reads `Result was already taken`.
 //! - Dropping the gather (or its end) removes its done callbacks from the
 //!   children, which go on running untouched.
+//! - Once the gather has ended, its children's failures count as retrieved
+//!   (asyncio's `_done_callback` calls `fut.exception()` on each child that
+//!   completes after the outer future is done): none is reported as never
+//!   retrieved.
 //!
-//! Deliberate differences: a child given twice is not de-duplicated (its
-//! second slot reads `Result was already taken`); a child cancelled in
-//! `return_exceptions` mode keeps its own `CancelledError` message (asyncio
-//! 3.11 rebuilds one with an empty message).
+//! Deliberate difference: a child cancelled in `return_exceptions` mode
+//! keeps its own `CancelledError` message (asyncio 3.11 rebuilds one with
+//! an empty message).
 
 use std::future::Future as StdFuture;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use super::done_queue::{DoneQueue, Event};
-use crate::errors::{CancelledError, LoopError, TaskError, TaskOutput};
+use crate::combinators::wait_for::IntoTask;
+use crate::errors::{CancelledError, Error, LoopError, TaskOutput};
 use crate::tasks::{create_task, take_cancel_request, Task};
 
-/// Awaits every task and returns their results in the order given
+/// Awaits every child and returns their results in the order given
 /// (asyncio's `gather`). Fails with the first failure; see the
 /// [module docs](self) for every rule, and
 /// [`return_exceptions`](Gather::return_exceptions) for the other mode.
 ///
 /// ```
-/// use aioloop::{create_task, gather, sleep, CancelledError, EventLoop};
+/// use aioloop::{create_task, gather, sleep, EventLoop};
 /// use std::time::Duration;
 ///
 /// let lp = EventLoop::with_virtual_clock().unwrap();
 /// let out = lp.run_until_complete(async {
 ///     let after = |s: u64, v: &'static str| async move {
 ///         sleep(Duration::from_secs(s)).await?;
-///         Ok::<_, CancelledError>(v)
+///         Ok(v)
 ///     };
-///     let slow = create_task(after(2, "slow")).unwrap();
-///     let fast = create_task(after(1, "fast")).unwrap();
-///     gather([slow, fast]).await
-/// }).unwrap();
-/// assert_eq!(out.unwrap(), ["slow", "fast"], "the order of the inputs");
+///     let slow = create_task(after(2, "slow"))?;
+///     let fast = create_task(after(1, "fast"))?;
+///     gather([&slow, &fast, &slow]).await
+/// });
+/// assert_eq!(out.unwrap(), ["slow", "fast", "slow"], "the order of the inputs");
 /// ```
-pub fn gather<T: 'static, E: 'static>(tasks: impl IntoIterator<Item = Task<T, E>>) -> Gather<T, E> {
-    let q = DoneQueue::new(tasks.into_iter().collect());
+pub fn gather<I: IntoTask>(aws: impl IntoIterator<Item = I>) -> Gather<I::Ok> {
+    let mut tasks = Vec::new();
+    let mut refused = None;
+    for aw in aws {
+        match aw.into_task() {
+            Ok(t) => tasks.push(t),
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    let q = DoneQueue::new(tasks);
     Gather {
         core: GatherCore {
             results: (0..q.len()).map(|_| None).collect(),
             q,
+            read: I::outcome_of,
+            refused,
             finished: 0,
             cancel: None,
             ended: false,
@@ -96,24 +114,16 @@ pub fn gather<T: 'static, E: 'static>(tasks: impl IntoIterator<Item = Task<T, E>
 ///
 /// let lp = EventLoop::with_virtual_clock().unwrap();
 /// let squares = lp.run_until_complete(async {
-///     let tasks = create_tasks((1..=3u32).map(|i| async move { i * i })).unwrap();
+///     let tasks = create_tasks((1..=3u32).map(|i| async move { i * i }))?;
 ///     gather(tasks).await
-/// }).unwrap();
+/// });
 /// assert_eq!(squares.unwrap(), [1, 4, 9]);
 /// ```
 #[track_caller]
 #[allow(clippy::type_complexity)]
 pub fn create_tasks<I>(
     futs: I,
-) -> Result<
-    Vec<
-        Task<
-            <<I::Item as StdFuture>::Output as TaskOutput>::Ok,
-            <<I::Item as StdFuture>::Output as TaskOutput>::Err,
-        >,
-    >,
-    LoopError,
->
+) -> Result<Vec<Task<<<I::Item as StdFuture>::Output as TaskOutput>::Ok>>, LoopError>
 where
     I: IntoIterator,
     I::Item: StdFuture + 'static,
@@ -128,51 +138,56 @@ where
 
 /// The future of [`gather`] (default mode).
 #[must_use = "futures do nothing unless you `.await` them"]
-pub struct Gather<T: 'static, E: 'static> {
-    core: GatherCore<T, E>,
+pub struct Gather<T: 'static> {
+    core: GatherCore<T>,
 }
 
 /// The future of [`Gather::return_exceptions`].
 #[must_use = "futures do nothing unless you `.await` them"]
-pub struct GatherAll<T: 'static, E: 'static> {
-    core: GatherCore<T, E>,
+pub struct GatherAll<T: 'static> {
+    core: GatherCore<T>,
 }
 
-impl<T: 'static, E: 'static> Gather<T, E> {
+impl<T: 'static> Gather<T> {
     /// asyncio's `return_exceptions=True`: waits for every child and
     /// returns each outcome in its slot; only the cancellation of the
     /// awaiting task makes the whole gather fail.
     ///
     /// ```
-    /// use aioloop::{create_task, gather, EventLoop, TaskError};
+    /// use aioloop::{create_task, gather, Error, EventLoop};
     ///
     /// let lp = EventLoop::with_virtual_clock().unwrap();
     /// let out = lp.run_until_complete(async {
-    ///     let bad = create_task(async { Err::<u8, _>("bad") }).unwrap();
-    ///     let good = create_task(async { Ok::<u8, &str>(1) }).unwrap();
+    ///     let bad = create_task(async { Err::<u8, _>(Error::msg("bad")) })?;
+    ///     let good = create_task(async { Ok(1u8) })?;
     ///     gather([bad, good]).return_exceptions().await
-    /// }).unwrap().unwrap();
-    /// assert!(matches!(out[0], Err(TaskError::Exception("bad"))));
+    /// }).unwrap();
+    /// assert_eq!(out[0].as_ref().unwrap_err().to_string(), "bad");
     /// assert_eq!(out[1].as_ref().ok(), Some(&1));
     /// ```
-    pub fn return_exceptions(self) -> GatherAll<T, E> {
+    pub fn return_exceptions(self) -> GatherAll<T> {
         GatherAll { core: self.core }
     }
 }
 
 /// How a gather ended.
-enum End<T, E> {
+enum End<T> {
     /// Every child is done: one outcome per child, in input order.
-    All(Vec<Result<T, TaskError<E>>>),
+    All(Vec<Result<T, Error>>),
     /// Default mode: the first failure.
-    Failed(TaskError<E>),
+    Failed(Error),
     /// The awaiting task was cancelled.
     Cancelled(CancelledError),
 }
 
-struct GatherCore<T: 'static, E: 'static> {
-    q: DoneQueue<T, E>,
-    results: Vec<Option<Result<T, TaskError<E>>>>,
+struct GatherCore<T: 'static> {
+    q: DoneQueue<T>,
+    results: Vec<Option<Result<T, Error>>>,
+    /// How a child's outcome is read (a clone for a caller's task).
+    read: fn(&Task<T>) -> Result<T, Error>,
+    /// A child that could not be made (no running loop): the gather fails
+    /// with it when awaited.
+    refused: Option<LoopError>,
     finished: usize,
     /// Set once the awaiting task's cancellation was passed to the
     /// children (asyncio's `_cancel_requested`).
@@ -181,20 +196,28 @@ struct GatherCore<T: 'static, E: 'static> {
 }
 
 // The results are stored, never pinned: the gather can move whatever `T` is.
-impl<T, E> Unpin for GatherCore<T, E> {}
+impl<T> Unpin for GatherCore<T> {}
 
-impl<T: 'static, E: 'static> GatherCore<T, E> {
-    fn poll(&mut self, cx: &mut Context<'_>, return_exceptions: bool) -> Poll<End<T, E>> {
+impl<T: 'static> GatherCore<T> {
+    fn poll(&mut self, cx: &mut Context<'_>, return_exceptions: bool) -> Poll<End<T>> {
         assert!(!self.ended, "a gather polled after it completed");
         let end = self.step(cx, return_exceptions);
         if end.is_ready() {
             self.ended = true;
             self.q.stop();
+            // asyncio's `_done_callback` retrieves the exception of every
+            // child that completes once the gather is done.
+            for t in self.q.tasks() {
+                t.mark_retrieved();
+            }
         }
         end
     }
 
-    fn step(&mut self, cx: &mut Context<'_>, return_exceptions: bool) -> Poll<End<T, E>> {
+    fn step(&mut self, cx: &mut Context<'_>, return_exceptions: bool) -> Poll<End<T>> {
+        if let Some(e) = self.refused.take() {
+            return Poll::Ready(End::Failed(e.into()));
+        }
         if self.q.len() == 0 {
             return Poll::Ready(End::All(Vec::new()));
         }
@@ -204,7 +227,7 @@ impl<T: 'static, E: 'static> GatherCore<T, E> {
         while let Some(ev) = self.q.pop() {
             let Event::Done(i) = ev else { continue };
             self.finished += 1;
-            let outcome = self.q.tasks()[i].take_outcome();
+            let outcome = (self.read)(&self.q.tasks()[i]);
             match outcome {
                 Err(e) if !return_exceptions => return Poll::Ready(End::Failed(e)),
                 outcome => self.results[i] = Some(outcome),
@@ -240,27 +263,28 @@ impl<T: 'static, E: 'static> GatherCore<T, E> {
     }
 }
 
-impl<T: 'static, E: 'static> StdFuture for Gather<T, E> {
-    type Output = Result<Vec<T>, TaskError<E>>;
+impl<T: 'static> StdFuture for Gather<T> {
+    type Output = Result<Vec<T>, Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         self.core.poll(cx, false).map(|end| match end {
             // Default mode only stores successes.
             End::All(all) => all.into_iter().collect(),
             End::Failed(e) => Err(e),
-            End::Cancelled(c) => Err(TaskError::Cancelled(c)),
+            End::Cancelled(c) => Err(c.into()),
         })
     }
 }
 
-impl<T: 'static, E: 'static> StdFuture for GatherAll<T, E> {
-    type Output = Result<Vec<Result<T, TaskError<E>>>, CancelledError>;
+impl<T: 'static> StdFuture for GatherAll<T> {
+    type Output = Result<Vec<Result<T, Error>>, Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         self.core.poll(cx, true).map(|end| match end {
             End::All(all) => Ok(all),
-            End::Cancelled(c) => Err(c),
-            End::Failed(_) => unreachable!("return_exceptions mode never ends early"),
+            End::Cancelled(c) => Err(c.into()),
+            // Only a refusal: a child's failure is kept in its slot.
+            End::Failed(e) => Err(e),
         })
     }
 }

@@ -37,89 +37,98 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use crate::combinators::wait_for::IntoTask;
-use crate::errors::{CancelledError, TaskError};
+use crate::errors::{Error, LoopError};
 use crate::tasks::{take_cancel_request, DoneCallbackId, Task};
 
 /// Runs `aw` as a task that the cancellation of the awaiting task does not
 /// cancel (asyncio's `asyncio.shield`).
 ///
-/// Awaiting the [`Shield`] gives the inner task's outcome, or
-/// `Err(TaskError::Cancelled)` at once if the awaiting task is cancelled —
-/// while the inner task goes on.
+/// Awaiting the [`Shield`] gives the inner task's outcome, or a
+/// `CancelledError` at once if the awaiting task is cancelled — while the
+/// inner task goes on. Outside a running loop, a plain future cannot be
+/// spawned: awaiting the `Shield` then fails with `no running event loop`.
 ///
 /// ```
-/// use aioloop::{current_task, shield, sleep, EventLoop, TaskError};
+/// use aioloop::{current_task, shield, sleep, EventLoop};
 /// use std::time::Duration;
 ///
 /// let lp = EventLoop::with_virtual_clock().unwrap();
 /// let inner = lp.create_task(async {
-///     sleep(Duration::from_secs(2)).await.unwrap();
-///     42u32
+///     sleep(Duration::from_secs(2)).await?;
+///     Ok(42u32)
 /// }).unwrap();
 /// let i = inner.clone();
 /// lp.run_until_complete(async move {
 ///     current_task().unwrap().cancel(); // as if someone cancelled us
 ///     let r = shield(i).await;
-///     assert!(matches!(r, Err(TaskError::Cancelled(_))), "at once");
+///     assert!(r.unwrap_err().is_cancelled(), "at once");
 ///     current_task().unwrap().uncancel(); // refuse it, as asyncio allows
-/// }).unwrap().unwrap();
+/// }).unwrap();
 /// assert_eq!(lp.time(), 0.0);
-/// let v = lp.run_until_complete(async move { inner.await }).unwrap();
-/// assert_eq!(v.unwrap(), 42, "the inner task went on");
+/// assert_eq!(lp.run_until_complete(inner).unwrap(), 42, "the inner task went on");
 /// ```
-///
-/// # Panics
-///
-/// When a future (not a task) is given and no aioloop loop is running.
 #[track_caller]
-pub fn shield<I: IntoTask>(aw: I) -> Shield<I::Ok, I::Err> {
+pub fn shield<I: IntoTask>(aw: I) -> Shield<I::Ok> {
+    let (task, refused) = match aw.into_task() {
+        Ok(t) => (Some(t), None),
+        Err(e) => (None, Some(e)),
+    };
     Shield {
-        task: aw
-            .into_task()
-            .expect("shield() of a future needs a running aioloop loop"),
+        task,
+        refused,
+        read: I::outcome_of,
         wake: None,
     }
 }
 
 /// The future of [`shield`]: a cancellation point that does not pass the
 /// cancellation on.
-pub struct Shield<T: 'static, E: 'static> {
-    task: Task<T, E>,
+pub struct Shield<T: 'static> {
+    task: Option<Task<T>>,
+    /// Why there is no task (no running loop), reported when awaited.
+    refused: Option<LoopError>,
+    read: fn(&Task<T>) -> Result<T, Error>,
     /// The done callback that wakes us, and the waker it will use.
     wake: Option<(DoneCallbackId, Rc<RefCell<Option<Waker>>>)>,
 }
 
-impl<T: 'static, E: 'static> Shield<T, E> {
-    /// The inner task: it keeps running after the `Shield` returned
-    /// `Cancelled`, and its outcome stays there to be awaited.
-    pub fn task(&self) -> &Task<T, E> {
-        &self.task
+impl<T: 'static> Shield<T> {
+    /// The inner task (`None` if it could not be made): it keeps running
+    /// after the `Shield` returned `Cancelled`, and its outcome stays there
+    /// to be awaited.
+    pub fn task(&self) -> Option<&Task<T>> {
+        self.task.as_ref()
     }
 
     fn unregister(&mut self) {
-        if let Some((id, _)) = self.wake.take() {
-            self.task.remove_done_callback(id);
+        if let (Some((id, _)), Some(task)) = (self.wake.take(), &self.task) {
+            task.remove_done_callback(id);
         }
     }
 }
 
-impl<T: 'static, E: 'static> Future for Shield<T, E> {
-    type Output = Result<T, TaskError<E>>;
+impl<T: 'static> Future for Shield<T> {
+    type Output = Result<T, Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
+        let Some(task) = this.task.clone() else {
+            let e = this.refused.take().unwrap_or(LoopError::NoRunningLoop);
+            return Poll::Ready(Err(e.into()));
+        };
         // Done first: asyncio's `shield` of a done task returns the task
         // itself, whose await does not yield and so cannot be interrupted.
-        if this.task.done() {
+        if task.done() {
             this.unregister();
-            if this.task.cancelled() {
-                return Poll::Ready(Err(TaskError::Cancelled(CancelledError::new(None))));
+            if task.cancelled() {
+                // asyncio's `outer.cancel()` carries no message.
+                return Poll::Ready(Err(Error::cancelled(None)));
             }
-            return Poll::Ready(this.task.take_outcome());
+            return Poll::Ready((this.read)(&task));
         }
         if let Some(c) = take_cancel_request() {
             this.unregister();
-            return Poll::Ready(Err(TaskError::Cancelled(c)));
+            return Poll::Ready(Err(c.into()));
         }
         match &this.wake {
             Some((_, slot)) => {
@@ -132,7 +141,7 @@ impl<T: 'static, E: 'static> Future for Shield<T, E> {
             None => {
                 let slot = Rc::new(RefCell::new(Some(cx.waker().clone())));
                 let s = slot.clone();
-                let id = this.task.add_done_callback(move |_| {
+                let id = task.add_done_callback(move |_| {
                     if let Some(w) = s.borrow_mut().take() {
                         w.wake();
                     }
@@ -144,7 +153,7 @@ impl<T: 'static, E: 'static> Future for Shield<T, E> {
     }
 }
 
-impl<T: 'static, E: 'static> Drop for Shield<T, E> {
+impl<T: 'static> Drop for Shield<T> {
     fn drop(&mut self) {
         self.unregister();
     }

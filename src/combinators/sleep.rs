@@ -21,14 +21,15 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use crate::debug::NeverAwaited;
-use crate::errors::CancelledError;
+use crate::errors::Error;
 use crate::event_loop::{get_running_loop, TimerHandle};
 use crate::tasks::take_cancel_request;
 
 /// Waits `delay` on the running loop's clock (asyncio's `asyncio.sleep`).
 ///
-/// A cancellation point: returns `Err(CancelledError)` if the task is
-/// cancelled while it sleeps. Must be awaited inside an aioloop task.
+/// A cancellation point: returns the `CancelledError` if the task is
+/// cancelled while it sleeps. Outside a running loop a non-zero sleep
+/// fails with `no running event loop`, as asyncio's does.
 ///
 /// ```
 /// use aioloop::{sleep, EventLoop};
@@ -36,8 +37,8 @@ use crate::tasks::take_cancel_request;
 ///
 /// let lp = EventLoop::with_virtual_clock().unwrap();
 /// lp.run_until_complete(async {
-///     sleep(Duration::from_secs(3600)).await.unwrap();
-/// }).unwrap().unwrap();
+///     sleep(Duration::from_secs(3600)).await
+/// }).unwrap();
 /// assert_eq!(lp.time(), 3600.0, "an hour, on the virtual clock, in no time");
 /// ```
 #[track_caller]
@@ -71,14 +72,14 @@ pub struct Sleep {
 }
 
 impl Future for Sleep {
-    type Output = Result<(), CancelledError>;
+    type Output = Result<(), Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         this.created.polled();
         if let Some(c) = take_cancel_request() {
             this.finish();
-            return Poll::Ready(Err(c));
+            return Poll::Ready(Err(c.into()));
         }
         match &this.state {
             State::Start if this.delay.is_zero() => {
@@ -87,18 +88,28 @@ impl Future for Sleep {
                 Poll::Pending
             }
             State::Start => {
-                let lp = get_running_loop()
-                    .expect("sleep() must be awaited inside a running aioloop loop");
+                // asyncio: `RuntimeError('no running event loop')`.
+                let lp = match get_running_loop() {
+                    Ok(lp) => lp,
+                    Err(e) => {
+                        this.state = State::Done;
+                        return Poll::Ready(Err(e.into()));
+                    }
+                };
                 let waker = Rc::new(RefCell::new(Some(cx.waker().clone())));
                 let w = waker.clone();
-                let timer = lp
-                    .call_later(this.delay, move || {
-                        let taken = w.borrow_mut().take();
-                        if let Some(w) = taken {
-                            w.wake();
-                        }
-                    })
-                    .expect("the running loop is open");
+                let timer = match lp.call_later(this.delay, move || {
+                    let taken = w.borrow_mut().take();
+                    if let Some(w) = taken {
+                        w.wake();
+                    }
+                }) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        this.state = State::Done;
+                        return Poll::Ready(Err(e.into()));
+                    }
+                };
                 this.state = State::Waiting { timer, waker };
                 Poll::Pending
             }

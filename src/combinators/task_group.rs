@@ -24,24 +24,26 @@
 //!   child **and the parent task**, so that the body stops at its next
 //!   cancellation point; the group withdraws that cancellation
 //!   (`uncancel`) when it is done, so the parent's own code goes on.
-//! - Every failure is reported, together, in [`TaskGroupError::Failed`]
-//!   (asyncio's `ExceptionGroup('unhandled errors in a TaskGroup', …)`):
-//!   children's failures in the order they happened, then the body's own.
+//! - Every failure is reported, together, as an [`ExceptionGroup`]
+//!   ([`ErrorKind::Group`](crate::ErrorKind::Group); asyncio's
+//!   `ExceptionGroup('unhandled errors in a TaskGroup', …)`): children's
+//!   failures in the order they happened, then the body's own. The group
+//!   retrieves each child's failure, as asyncio's does: none is also
+//!   reported as never retrieved.
 //! - A child's cancellation is not a failure.
 //! - A failure of the body (an `Err` other than a cancellation) cancels the
 //!   children too and is reported last.
 //! - Cancelling the parent from outside cancels the children; once they
-//!   are done, the group returns [`TaskGroupError::Cancelled`] (unless a
-//!   child failed: failures win), which `?` propagates as a cancellation.
+//!   are done, the group returns the `CancelledError` (unless a child
+//!   failed: failures win), which `?` propagates as a cancellation.
 //! - `create_task` is refused, with asyncio's texts, before `run`
 //!   (`has not been entered`), once the group is done (`is finished`) and
 //!   while it is cancelling its children (`is shutting down`).
 //!
 //! # Invariants
 //!
-//! - The children's error type is the group's `E`, so that their failures
-//!   fit in one list; `E: Clone` because a failure is reported by the
-//!   group *and* stays in the child's handle, as in asyncio.
+//! - A failure is reported by the group *and* stays in the child's handle,
+//!   as in asyncio (an [`Error`] is shared, not moved).
 //! - A child's result is never touched: await its handle, or read
 //!   `result()`, after the group is done.
 //! - If the `run` future is dropped before it is done (the parent task was
@@ -55,15 +57,12 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::fmt;
 use std::future::{poll_fn, Future as StdFuture};
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::pin::pin;
 use std::rc::{Rc, Weak};
 use std::task::{Poll, Waker};
 
-use crate::errors::{CancelledError, Exception, LoopError, PanicError, TaskError, TaskOutput};
+use crate::errors::{CancelledError, Error, ExceptionGroup, LoopError, TaskOutput};
 use crate::event_loop::{get_running_loop, ExceptionContext, LoopRef};
 use crate::tasks::{current_task, take_cancel_request, Task, TaskRef};
 
@@ -71,25 +70,11 @@ use crate::tasks::{current_task, take_cancel_request, Task, TaskRef};
 /// together when one fails. See the [module docs](self) for every rule.
 ///
 /// Clones share the group (the body gets one; pass clones to children
-/// that start siblings). `E` is the children's error type: a child future
-/// returns `Result<T, E>`. Make `E` an enum with a cancellation variant
-/// (see [`Exception`]) so that children can propagate `CancelledError`
-/// with `?`:
+/// that start siblings).
 ///
 /// ```
-/// use aioloop::{sleep, CancelledError, EventLoop, Exception, TaskError, TaskGroup, TaskGroupError};
+/// use aioloop::{sleep, Error, EventLoop, TaskGroup};
 /// use std::time::Duration;
-///
-/// #[derive(Clone, Debug)]
-/// enum AppError { Cancelled(CancelledError), Bad(&'static str) }
-/// impl From<CancelledError> for AppError {
-///     fn from(c: CancelledError) -> Self { AppError::Cancelled(c) }
-/// }
-/// impl Exception for AppError {
-///     fn as_cancelled(&self) -> Option<&CancelledError> {
-///         match self { AppError::Cancelled(c) => Some(c), _ => None }
-///     }
-/// }
 ///
 /// let lp = EventLoop::with_virtual_clock().unwrap();
 /// let (out, cleaned) = lp.run_until_complete(async {
@@ -100,31 +85,29 @@ use crate::tasks::{current_task, take_cancel_request, Task, TaskRef};
 ///             let r = sleep(Duration::from_secs(60)).await;
 ///             flag.set(r.is_err());
 ///             r?;
-///             Ok::<_, AppError>(())
-///         }).unwrap();
+///             Ok(())
+///         })?;
 ///         tg.create_task(async {
 ///             sleep(Duration::from_secs(1)).await?;
-///             Err::<(), _>(AppError::Bad("boom"))
-///         }).unwrap();
+///             Err::<(), _>(Error::msg("boom"))
+///         })?;
 ///         sleep(Duration::from_secs(3600)).await?; // cancelled by the group at t=1
 ///         Ok(())
 ///     }).await;
-///     (out, slow_cancelled.get())
-/// }).unwrap().unwrap();
-/// match out {
-///     Err(TaskGroupError::Failed(errors)) => {
-///         assert!(matches!(errors[..], [TaskError::Exception(AppError::Bad("boom"))]));
-///     }
-///     other => panic!("{other:?}"),
-/// }
+///     Ok((out, slow_cancelled.get()))
+/// }).unwrap();
+/// let group = out.unwrap_err();
+/// let failures = group.as_group().unwrap().exceptions();
+/// assert_eq!(failures.len(), 1);
+/// assert_eq!(failures[0].to_string(), "boom");
 /// assert!(cleaned, "the first failure cancelled the sibling");
 /// assert_eq!(lp.time(), 1.0, "and the body");
 /// ```
-pub struct TaskGroup<E = Infallible> {
-    inner: Rc<RefCell<State<E>>>,
+pub struct TaskGroup {
+    inner: Rc<RefCell<State>>,
 }
 
-impl<E> Clone for TaskGroup<E> {
+impl Clone for TaskGroup {
     fn clone(&self) -> Self {
         TaskGroup {
             inner: self.inner.clone(),
@@ -132,7 +115,7 @@ impl<E> Clone for TaskGroup<E> {
     }
 }
 
-struct State<E> {
+struct State {
     entered: bool,
     exiting: bool,
     aborting: bool,
@@ -143,12 +126,12 @@ struct State<E> {
     /// Children not done yet, in creation order.
     tasks: BTreeMap<u64, TaskRef>,
     next_key: u64,
-    errors: Vec<TaskError<E>>,
+    errors: Vec<Error>,
     /// The parent waiting in the exit phase (asyncio's `_on_completed_fut`).
     exit_waker: Option<Waker>,
 }
 
-impl<E> State<E> {
+impl State {
     /// asyncio's `__repr__`: `<TaskGroup tasks=2 errors=1 cancelling>`.
     fn repr(&self) -> String {
         let mut s = String::from("<TaskGroup");
@@ -181,13 +164,13 @@ fn cancel_all(tasks: Vec<TaskRef>) {
     }
 }
 
-impl<E: Exception + Clone> Default for TaskGroup<E> {
+impl Default for TaskGroup {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<E: Exception + Clone> TaskGroup<E> {
+impl TaskGroup {
     /// A group not yet entered (asyncio's `TaskGroup()`); start it with
     /// [`run`](TaskGroup::run).
     pub fn new() -> Self {
@@ -234,10 +217,10 @@ impl<E: Exception + Clone> TaskGroup<E> {
     pub fn create_task<F>(
         &self,
         fut: F,
-    ) -> Result<Task<<F::Output as TaskOutput>::Ok, E>, TaskGroupStateError>
+    ) -> Result<Task<<F::Output as TaskOutput>::Ok>, TaskGroupStateError>
     where
         F: StdFuture + 'static,
-        F::Output: TaskOutput<Err = E>,
+        F::Output: TaskOutput,
     {
         let lp = {
             let st = self.inner.borrow();
@@ -252,10 +235,7 @@ impl<E: Exception + Clone> TaskGroup<E> {
             }
             st.lp.clone().expect("an entered group knows its loop")
         };
-        let failure: FailureSlot<E> = Rc::default();
-        let task = lp
-            .create_task(record_failure(fut, failure.clone()))
-            .map_err(TaskGroupStateError::Loop)?;
+        let task = lp.create_task(fut).map_err(TaskGroupStateError::Loop)?;
         let key = {
             let mut st = self.inner.borrow_mut();
             let key = st.next_key;
@@ -266,7 +246,9 @@ impl<E: Exception + Clone> TaskGroup<E> {
         // Weak: the group holds its children, not the other way round.
         let group = Rc::downgrade(&self.inner);
         task.add_done_callback(move |t| {
-            let failure = failure.borrow_mut().take();
+            // asyncio's `_on_task_done` reads `task.exception()`: the
+            // failure counts as retrieved (no never-retrieved report).
+            let failure = t.exception().ok().flatten();
             on_task_done(&group, key, t.cancelled(), failure, t.as_ref());
         });
         Ok(task)
@@ -276,11 +258,11 @@ impl<E: Exception + Clone> TaskGroup<E> {
     /// for every child (asyncio's `async with tg:`), and returns the body's
     /// value, or every failure together.
     ///
-    /// The body returns `Result<R, TaskError<E>>`, so that `?` works on
+    /// The body returns `Result<R, Error>`, so that `?` works on
     /// aioloop's awaitables (`CancelledError`) and on awaited children
-    /// (`TaskError<E>`); its `Err(Cancelled)` is a cancellation, any other
+    /// (`Error`); its `Err(Cancelled)` is a cancellation, any other
     /// `Err` a failure of the body. Refused if the group was entered before
-    /// or if no task is running ([`TaskGroupError::State`]).
+    /// or if no task is running ([`ErrorKind::TaskGroupState`](crate::ErrorKind::TaskGroupState)).
     ///
     /// ```
     /// use aioloop::{sleep, CancelledError, EventLoop, TaskGroup};
@@ -297,12 +279,12 @@ impl<E: Exception + Clone> TaskGroup<E> {
     /// assert_eq!(sum, 3);
     /// assert_eq!(lp.time(), 2.0, "run returned once both children were done");
     /// ```
-    pub async fn run<R, B, Fut>(self, body: B) -> Result<R, TaskGroupError<E>>
+    pub async fn run<R, B, Fut>(self, body: B) -> Result<R, Error>
     where
-        B: FnOnce(TaskGroup<E>) -> Fut,
-        Fut: StdFuture<Output = Result<R, TaskError<E>>>,
+        B: FnOnce(TaskGroup) -> Fut,
+        Fut: StdFuture<Output = Result<R, Error>>,
     {
-        self.enter().map_err(TaskGroupError::State)?;
+        self.enter()?;
         let mut guard = AbortOnDrop {
             group: self.inner.clone(),
             armed: true,
@@ -330,15 +312,15 @@ impl<E: Exception + Clone> TaskGroup<E> {
     }
 
     /// asyncio's `__aexit__`, given how the body ended.
-    async fn exit<R>(&self, outcome: Result<R, TaskError<E>>) -> Result<R, TaskGroupError<E>> {
+    async fn exit<R>(&self, outcome: Result<R, Error>) -> Result<R, Error> {
         let mut propagate = None;
         let mut body_error = None;
         let mut body_cancel = None;
         let value = match outcome {
             Ok(v) => Some(v),
-            Err(TaskError::Cancelled(c)) => {
-                propagate = Some(c.clone());
-                body_cancel = Some(c);
+            Err(e) if e.is_cancelled() => {
+                propagate = Some(e.clone());
+                body_cancel = Some(e);
                 None
             }
             Err(e) => {
@@ -365,7 +347,7 @@ impl<E: Exception + Clone> TaskGroup<E> {
                     Vec::new()
                 } else {
                     // The parent is cancelled from outside.
-                    propagate = Some(c);
+                    propagate = Some(c.into());
                     st.abort()
                 }
             };
@@ -385,16 +367,16 @@ impl<E: Exception + Clone> TaskGroup<E> {
         }
         if let Some(c) = propagate {
             if errors.is_empty() {
-                return Err(TaskGroupError::Cancelled(c));
+                return Err(c);
             }
         }
         errors.extend(body_error);
         if !errors.is_empty() {
-            return Err(TaskGroupError::Failed(errors));
+            return Err(ExceptionGroup::new("unhandled errors in a TaskGroup", errors).into());
         }
         match (value, body_cancel) {
             (Some(v), _) => Ok(v),
-            (None, Some(c)) => Err(TaskGroupError::Cancelled(c)),
+            (None, Some(c)) => Err(c),
             (None, None) => unreachable!("a body error is reported above"),
         }
     }
@@ -417,11 +399,11 @@ impl<E: Exception + Clone> TaskGroup<E> {
 }
 
 /// asyncio's `_on_task_done`.
-fn on_task_done<E>(
-    group: &Weak<RefCell<State<E>>>,
+fn on_task_done(
+    group: &Weak<RefCell<State>>,
     key: u64,
     cancelled: bool,
-    failure: Option<TaskError<E>>,
+    failure: Option<Error>,
     child: TaskRef,
 ) {
     let Some(group) = group.upgrade() else {
@@ -469,46 +451,12 @@ fn on_task_done<E>(
 }
 
 /// Where a child's future leaves a copy of its failure for the group.
-type FailureSlot<E> = Rc<RefCell<Option<TaskError<E>>>>;
-
-/// Runs a child's future and copies its failure for the group, leaving
-/// the outcome itself to the child's task.
-async fn record_failure<F>(
-    fut: F,
-    slot: FailureSlot<<F::Output as TaskOutput>::Err>,
-) -> Result<<F::Output as TaskOutput>::Ok, <F::Output as TaskOutput>::Err>
-where
-    F: StdFuture,
-    F::Output: TaskOutput,
-    <F::Output as TaskOutput>::Err: Clone,
-{
-    let mut fut = pin!(fut);
-    let out = poll_fn(|cx| {
-        match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
-            Ok(poll) => poll,
-            Err(payload) => {
-                // The task catches it again and keeps the original payload.
-                let panic = PanicError::new(payload);
-                *slot.borrow_mut() = Some(TaskError::Panicked(panic.clone()));
-                resume_unwind(panic.into_payload())
-            }
-        }
-    })
-    .await;
-    out.into_result().inspect_err(|e| {
-        if e.as_cancelled().is_none() {
-            *slot.borrow_mut() = Some(TaskError::Exception(e.clone()));
-        }
-    })
-}
-
-/// Cancels the children if `run` is dropped before it is done.
-struct AbortOnDrop<E> {
-    group: Rc<RefCell<State<E>>>,
+struct AbortOnDrop {
+    group: Rc<RefCell<State>>,
     armed: bool,
 }
 
-impl<E> Drop for AbortOnDrop<E> {
+impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         if !self.armed {
             return;
@@ -525,72 +473,10 @@ impl<E> Drop for AbortOnDrop<E> {
     }
 }
 
-impl<E> fmt::Debug for TaskGroup<E> {
+impl fmt::Debug for TaskGroup {
     /// asyncio's repr: `<TaskGroup tasks=2 errors=1 cancelling>`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.inner.borrow().repr())
-    }
-}
-
-/// How a [`TaskGroup::run`] failed.
-///
-/// A task whose error is a `TaskGroupError` ends cancelled when it
-/// propagates the `Cancelled` variant with `?`, as asyncio's parent task
-/// does with the `CancelledError` out of `async with`.
-///
-/// ```
-/// use aioloop::{TaskError, TaskGroupError};
-///
-/// let e: TaskGroupError<&str> = TaskGroupError::Failed(vec![TaskError::Exception("a")]);
-/// assert_eq!(e.to_string(), "unhandled errors in a TaskGroup (1 sub-exception)");
-/// assert_eq!(e.exceptions().len(), 1);
-/// ```
-#[derive(Debug)]
-pub enum TaskGroupError<E> {
-    /// Children and/or the body failed: every failure, children's first in
-    /// the order they happened, then the body's (asyncio's
-    /// `ExceptionGroup('unhandled errors in a TaskGroup', errors)`).
-    Failed(Vec<TaskError<E>>),
-    /// The parent task was cancelled from outside; the children were
-    /// cancelled and awaited, and the cancellation propagates.
-    Cancelled(CancelledError),
-    /// The group could not be entered (asyncio's `RuntimeError`).
-    State(TaskGroupStateError),
-}
-
-impl<E> TaskGroupError<E> {
-    /// The failures of [`Failed`](TaskGroupError::Failed) (asyncio's
-    /// `ExceptionGroup.exceptions`); empty for the other variants.
-    pub fn exceptions(&self) -> &[TaskError<E>] {
-        match self {
-            TaskGroupError::Failed(errors) => errors,
-            _ => &[],
-        }
-    }
-}
-
-impl<E> fmt::Display for TaskGroupError<E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TaskGroupError::Failed(errors) => {
-                let n = errors.len();
-                let s = if n == 1 { "" } else { "s" };
-                write!(f, "unhandled errors in a TaskGroup ({n} sub-exception{s})")
-            }
-            TaskGroupError::Cancelled(c) => write!(f, "CancelledError: {c}"),
-            TaskGroupError::State(e) => fmt::Display::fmt(e, f),
-        }
-    }
-}
-
-impl<E: fmt::Debug> std::error::Error for TaskGroupError<E> {}
-
-impl<E: Exception> Exception for TaskGroupError<E> {
-    fn as_cancelled(&self) -> Option<&CancelledError> {
-        match self {
-            TaskGroupError::Cancelled(c) => Some(c),
-            _ => None,
-        }
     }
 }
 
@@ -639,4 +525,3 @@ impl fmt::Display for TaskGroupStateError {
 
 impl std::error::Error for TaskGroupStateError {}
 
-impl Exception for TaskGroupStateError {}

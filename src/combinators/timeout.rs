@@ -25,7 +25,8 @@
 //! | `async with asyncio.timeout(d) as cm: body` | `let cm = timeout(d); cm.run(body).await` |
 //! | `asyncio.timeout_at(when)`, `timeout(None)` | [`timeout_at`], `timeout(None)` |
 //! | `cm.when()`, `cm.reschedule(when)`, `cm.expired()` | same names |
-//! | `RuntimeError('Timeout has already been entered')` | a panic in `run` (see below) |
+//! | `RuntimeError('no running event loop')` from `timeout(d)` | `Err(LoopError::NoRunningLoop)` from `timeout(d)` |
+//! | `RuntimeError('Timeout has already been entered')` | `Err` from `run`, [`ErrorKind::Scope`](crate::ErrorKind::Scope) |
 //!
 //! `run` borrows the `Timeout`, so the body can call `cm.reschedule` and the
 //! code after it can ask `cm.expired()`, as in asyncio.
@@ -55,8 +56,6 @@
 //!   cancellation into that await and the result is lost (observed);
 //!   3.11's `wait_for` returned the result, which is what `wait_for` here
 //!   promises.
-//! - Entering twice, or outside a task, panics instead of raising
-//!   `RuntimeError`.
 //!
 //! The scope holds a strong [`TaskRef`] to its task while active (the timer
 //! must be able to cancel it from outside the task). If the loop is closed
@@ -72,8 +71,7 @@ use std::rc::{Rc, Weak};
 use std::task::Poll;
 use std::time::Duration;
 
-use crate::combinators::wait_for::WaitForError;
-use crate::errors::{CancelledError, Exception, LoopError, TaskOutput};
+use crate::errors::{CancelledError, Error, LoopError, TaskOutput};
 use crate::event_loop::{get_running_loop, Handle, LoopRef, TimerHandle};
 use crate::tasks::{current_task, take_cancel_request, TaskRef};
 
@@ -81,33 +79,29 @@ use crate::tasks::{current_task, take_cancel_request, TaskRef};
 /// (asyncio's `asyncio.timeout(delay)`); `None` never expires.
 ///
 /// The deadline is fixed when `timeout` is called, as asyncio computes
-/// `loop.time() + delay` at construction.
+/// `loop.time() + delay` at construction; outside a running loop it fails
+/// with `no running event loop`, as asyncio's does (even for `None`:
+/// checked with CPython 3.11 and 3.13).
 ///
 /// ```
-/// use aioloop::{sleep, timeout, EventLoop, WaitForError};
+/// use aioloop::{sleep, timeout, EventLoop};
 /// use std::time::Duration;
 ///
+/// assert!(timeout(Duration::from_secs(1)).is_err(), "no running loop");
 /// let lp = EventLoop::with_virtual_clock().unwrap();
 /// let out = lp.run_until_complete(async {
-///     let cm = timeout(Duration::from_secs(1));
+///     let cm = timeout(Duration::from_secs(1))?;
 ///     let r = cm.run(sleep(Duration::from_secs(10))).await;
 ///     assert!(cm.expired());
 ///     r
-/// }).unwrap();
-/// assert!(matches!(out, Err(aioloop::TaskError::Exception(WaitForError::Timeout(_)))));
+/// });
+/// assert!(out.unwrap_err().is_timeout());
 /// assert_eq!(lp.time(), 1.0);
 /// ```
-///
-/// # Panics
-///
-/// Outside a running aioloop loop with a `Some` delay (asyncio raises
-/// `RuntimeError('no running event loop')`).
-pub fn timeout(delay: impl Into<Option<Duration>>) -> Timeout {
-    let when = delay.into().map(|d| {
-        let lp = get_running_loop().expect("timeout() needs a running aioloop loop");
-        lp.time() + d.as_secs_f64()
-    });
-    Timeout::new(when)
+pub fn timeout(delay: impl Into<Option<Duration>>) -> Result<Timeout, LoopError> {
+    let lp = get_running_loop()?;
+    let when = delay.into().map(|d| lp.time() + d.as_secs_f64());
+    Ok(Timeout::new(when))
 }
 
 /// A timeout due at loop time `when`, in seconds on the clock of
@@ -342,39 +336,31 @@ impl Timeout {
     /// the current task. `body` is any future, or anything awaitable such as
     /// a [`Task`](crate::Task) or a loop [`Future`](crate::Future).
     ///
-    /// Returns the body's result, or its error as
-    /// [`WaitForError::Exception`]; [`WaitForError::Timeout`] when the
+    /// Returns the body's result or its error; a `TimeoutError` when the
     /// timeout expired and the cancellation it caused came out of the body;
-    /// [`WaitForError::Cancelled`] for a cancellation from elsewhere. A body
-    /// that catches the cancellation and returns a value still returns it
-    /// (and `expired()` says what happened).
+    /// the `CancelledError` for a cancellation from elsewhere. A body that
+    /// catches the cancellation and returns a value still returns it (and
+    /// `expired()` says what happened). Entering twice (`Timeout has already
+    /// been entered`) or outside a task (`Timeout should be used inside a
+    /// task`) is an error, asyncio's `RuntimeError`, and the body does not
+    /// run.
     ///
     /// ```
-    /// use aioloop::{sleep, timeout, CancelledError, EventLoop, WaitForError};
+    /// use aioloop::{sleep, timeout, Error, EventLoop};
     /// use std::time::Duration;
     ///
-    /// async fn fetch() -> Result<u32, WaitForError> {
-    ///     sleep(Duration::from_secs(3)).await?; // CancelledError converts
+    /// async fn fetch() -> Result<u32, Error> {
+    ///     sleep(Duration::from_secs(3)).await?;
     ///     Ok(7)
     /// }
     ///
     /// let lp = EventLoop::with_virtual_clock().unwrap();
     /// let v = lp.run_until_complete(async {
-    ///     timeout(Duration::from_secs(5)).run(fetch()).await
-    /// }).unwrap().unwrap();
-    /// assert_eq!(v, 7);
+    ///     timeout(Duration::from_secs(5))?.run(fetch()).await
+    /// });
+    /// assert_eq!(v.unwrap(), 7);
     /// ```
-    ///
-    /// # Panics
-    ///
-    /// When polled outside an aioloop task (asyncio's `RuntimeError('Timeout
-    /// should be used inside a task')`), or when this timeout was already
-    /// entered (`Timeout has already been entered`): both are programming
-    /// errors that the body's output type has no room for.
-    pub async fn run<F>(
-        &self,
-        body: F,
-    ) -> Result<<F::Output as TaskOutput>::Ok, WaitForError<<F::Output as TaskOutput>::Err>>
+    pub async fn run<F>(&self, body: F) -> Result<<F::Output as TaskOutput>::Ok, Error>
     where
         F: IntoFuture,
         F::Output: TaskOutput,
@@ -382,21 +368,18 @@ impl Timeout {
         let body = body.into_future();
         let out = self.run_raw(async move { body.await.into_result() }).await;
         match out {
-            Exit::Output(Ok(v)) => Ok(v),
-            Exit::Output(Err(e)) => Err(WaitForError::from_exception(e)),
-            Exit::Timeout => Err(WaitForError::Timeout(crate::errors::TimeoutError)),
-            Exit::Cancelled(c) => Err(WaitForError::Cancelled(c)),
-            Exit::Refused(e) => Err(WaitForError::State(e)),
+            Exit::Output(r) => r,
+            Exit::Timeout => Err(crate::errors::TimeoutError.into()),
+            Exit::Cancelled(c) => Err(c.into()),
+            Exit::Refused(e) => Err(e.into()),
         }
     }
 
-    /// The scope itself, generic over how the body reports a cancellation
-    /// (`X::as_cancelled`), so that `wait_for` can run a task's outcome
+    /// The scope itself, so that `wait_for` can run a task's outcome
     /// through it without converting twice.
-    pub(crate) async fn run_raw<F, T, X>(&self, body: F) -> Exit<Result<T, X>>
+    pub(crate) async fn run_raw<F, T>(&self, body: F) -> Exit<Result<T, Error>>
     where
-        F: Future<Output = Result<T, X>>,
-        X: Exception,
+        F: Future<Output = Result<T, Error>>,
     {
         let guard = match self.enter() {
             Ok(g) => g,
@@ -512,14 +495,14 @@ struct ScopeGuard<'a> {
 
 impl ScopeGuard<'_> {
     /// asyncio's `__aexit__`.
-    fn exit<T, X: Exception>(
+    fn exit<T>(
         mut self,
-        ended: Result<Result<T, X>, CancelledError>,
-    ) -> Exit<Result<T, X>> {
+        ended: Result<Result<T, Error>, CancelledError>,
+    ) -> Exit<Result<T, Error>> {
         self.done = true;
         let own_cancel = self.leave();
         match ended {
-            Ok(Err(e)) if own_cancel && e.as_cancelled().is_some() => Exit::Timeout,
+            Ok(Err(e)) if own_cancel && e.is_cancelled() => Exit::Timeout,
             Err(_) if own_cancel => Exit::Timeout,
             Ok(out) => Exit::Output(out),
             Err(c) => Exit::Cancelled(c),

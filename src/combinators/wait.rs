@@ -10,8 +10,9 @@
 //!
 //! # `wait`
 //!
-//! Returns `(done, pending)`: the task handles themselves, each `Vec` in the
-//! order of the input (asyncio returns two sets; a `Vec` keeps Rust's
+//! Returns `(done, pending)`: the task handles themselves (a loop future or
+//! a plain Rust future given is awaited by a task of its own, which is
+//! what comes back), each `Vec` in the order of the input (asyncio returns two sets; a `Vec` keeps Rust's
 //! handles usable without hashing). It returns when [`ReturnWhen`] says so,
 //! or when the timeout passes; the split is made when it returns, so a task
 //! that completed meanwhile is in `done`. A task that ended cancelled is no
@@ -20,29 +21,30 @@
 //! # `as_completed`
 //!
 //! An async iterator: [`AsCompleted::next`] gives the outcome of the next
-//! task to complete, in completion order, and `None` after one item per
-//! task. When the timeout passes, every task not yet completed becomes one
-//! `Err(Timeout)` item, after the outcomes that completed before it (as
+//! task to complete, in completion order (a clone of a caller's task's
+//! result, which stays there), and `None` after one item per task. When the
+//! timeout passes, every task not yet completed becomes one `TimeoutError`
+//! item, after the outcomes that completed before it (as
 //! asyncio queues a `None` per remaining task). As in asyncio 3.11, whose
 //! `as_completed` is a generator, the callbacks and the timer start with the
 //! first `next()`.
 //!
-//! Deliberate differences: `wait` on an empty set returns two empty `Vec`s
-//! at once (asyncio raises `ValueError: Set of Tasks/Futures is empty.`; a
-//! typed error for it would burden every caller with a second error case
-//! that cannot happen with a non-empty set); a `next()` cancelled while
+//! `wait` on an empty set fails with asyncio's `ValueError: Set of
+//! Tasks/Futures is empty.` (CPython 3.11–3.13).
+//!
+//! Deliberate difference: a `next()` cancelled while
 //! waiting does not use up an item (asyncio's cancelled `_wait_for_one()`
 //! coroutine does), so iterating to the end still yields one item per task.
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::future::{poll_fn, Future as StdFuture};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use super::done_queue::{DoneQueue, Event};
-use crate::errors::{CancelledError, Exception, TaskError, TimeoutError};
+use crate::combinators::wait_for::IntoTask;
+use crate::errors::{Error, LoopError, TimeoutError, ValueError};
 use crate::tasks::{take_cancel_request, Task};
 
 /// When [`wait`] returns (asyncio's `FIRST_COMPLETED`, `FIRST_EXCEPTION`,
@@ -68,32 +70,50 @@ pub enum ReturnWhen {
 ///
 /// let lp = EventLoop::with_virtual_clock().unwrap();
 /// let (done, pending) = lp.run_until_complete(async {
-///     let quick = create_task(sleep(Duration::from_secs(1))).unwrap();
-///     let slow = create_task(sleep(Duration::from_secs(5))).unwrap();
+///     let quick = create_task(sleep(Duration::from_secs(1)))?;
+///     let slow = create_task(sleep(Duration::from_secs(5)))?;
 ///     wait([quick, slow], ReturnWhen::FirstCompleted, None).await
-/// }).unwrap().unwrap();
+/// }).unwrap();
 /// assert_eq!((done.len(), pending.len()), (1, 1));
 /// assert!(!pending[0].cancelled(), "wait cancels nothing");
 /// assert_eq!(lp.time(), 1.0);
 /// ```
-pub fn wait<T: 'static, E: 'static>(
-    tasks: impl IntoIterator<Item = Task<T, E>>,
+pub fn wait<I: IntoTask>(
+    aws: impl IntoIterator<Item = I>,
     return_when: ReturnWhen,
     timeout: Option<Duration>,
-) -> Wait<T, E> {
+) -> Wait<I::Ok> {
+    let (tasks, refused) = into_tasks(aws);
     Wait {
-        q: Some(DoneQueue::new(tasks.into_iter().collect())),
+        q: Some(DoneQueue::new(tasks)),
+        refused,
         return_when,
         timeout,
         completed: 0,
     }
 }
 
+/// Makes every awaitable a task; the first refusal (no running loop) stops.
+fn into_tasks<I: IntoTask>(
+    aws: impl IntoIterator<Item = I>,
+) -> (Vec<Task<I::Ok>>, Option<LoopError>) {
+    let mut tasks = Vec::new();
+    for aw in aws {
+        match aw.into_task() {
+            Ok(t) => tasks.push(t),
+            Err(e) => return (tasks, Some(e)),
+        }
+    }
+    (tasks, None)
+}
+
 /// The future of [`wait`].
 #[must_use = "futures do nothing unless you `.await` them"]
-pub struct Wait<T: 'static, E: 'static> {
+pub struct Wait<T: 'static> {
     /// `None` once it returned.
-    q: Option<DoneQueue<T, E>>,
+    q: Option<DoneQueue<T>>,
+    /// A child that could not be made: reported when awaited.
+    refused: Option<LoopError>,
     return_when: ReturnWhen,
     timeout: Option<Duration>,
     /// asyncio's `counter`, counted up.
@@ -101,16 +121,26 @@ pub struct Wait<T: 'static, E: 'static> {
 }
 
 /// `(done, pending)`, as [`wait`] returns them.
-pub type DonePending<T, E> = (Vec<Task<T, E>>, Vec<Task<T, E>>);
+pub type DonePending<T> = (Vec<Task<T>>, Vec<Task<T>>);
 
-impl<T: 'static, E: 'static> StdFuture for Wait<T, E> {
-    type Output = Result<DonePending<T, E>, CancelledError>;
+impl<T: 'static> StdFuture for Wait<T> {
+    type Output = Result<DonePending<T>, Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        let q = this.q.as_mut().expect("a wait polled after it completed");
+        if let Some(e) = this.refused.take() {
+            this.q = None;
+            return Poll::Ready(Err(e.into()));
+        }
+        let Some(q) = this.q.as_mut() else {
+            return Poll::Ready(Err(crate::errors::InvalidStateError::AlreadyDone.into()));
+        };
         let n = q.len();
-        let mut release = n == 0;
+        if n == 0 {
+            this.q = None;
+            return Poll::Ready(Err(ValueError::new("Set of Tasks/Futures is empty.").into()));
+        }
+        let mut release = false;
         q.start(this.timeout);
         while let Some(ev) = q.pop() {
             match ev {
@@ -132,44 +162,46 @@ impl<T: 'static, E: 'static> StdFuture for Wait<T, E> {
         }
         if let Some(c) = take_cancel_request() {
             this.q = None;
-            return Poll::Ready(Err(c));
+            return Poll::Ready(Err(c.into()));
         }
         q.park(cx);
         Poll::Pending
     }
 }
 
-/// Iterates over `tasks` in completion order (asyncio's
+/// Iterates over `aws` in completion order (asyncio's
 /// `asyncio.as_completed`): each [`next`](AsCompleted::next) gives the
-/// next outcome, or `Err(Timeout)` for each task still running when
+/// next outcome, or a `TimeoutError` for each one still running when
 /// `timeout` passed. Cancels nothing; see the [module docs](self).
 ///
 /// ```
-/// use aioloop::{as_completed, create_task, sleep, CancelledError, EventLoop};
+/// use aioloop::{as_completed, sleep, EventLoop};
 /// use std::time::Duration;
 ///
 /// let lp = EventLoop::with_virtual_clock().unwrap();
 /// let order = lp.run_until_complete(async {
 ///     let after = |s: u64| async move {
 ///         sleep(Duration::from_secs(s)).await?;
-///         Ok::<_, CancelledError>(s)
+///         Ok(s)
 ///     };
-///     let tasks = vec![create_task(after(3)).unwrap(), create_task(after(1)).unwrap()];
-///     let mut it = as_completed(tasks, None);
+///     let mut it = as_completed([after(3), after(1)], None);
 ///     let mut order = Vec::new();
 ///     while let Some(item) = it.next().await {
-///         order.push(item?.unwrap());
+///         order.push(item?);
 ///     }
-///     Ok::<_, aioloop::AsCompletedError>(order)
-/// }).unwrap().unwrap();
-/// assert_eq!(order, [1, 3]);
+///     Ok(order)
+/// });
+/// assert_eq!(order.unwrap(), [1, 3]);
 /// ```
-pub fn as_completed<T: 'static, E: 'static>(
-    tasks: impl IntoIterator<Item = Task<T, E>>,
+pub fn as_completed<I: IntoTask>(
+    aws: impl IntoIterator<Item = I>,
     timeout: Option<Duration>,
-) -> AsCompleted<T, E> {
-    let q = DoneQueue::new(tasks.into_iter().collect());
+) -> AsCompleted<I::Ok> {
+    let (tasks, refused) = into_tasks(aws);
+    let q = DoneQueue::new(tasks);
     AsCompleted {
+        read: I::outcome_of,
+        refused,
         todo: vec![true; q.len()],
         left: q.len(),
         q,
@@ -179,8 +211,12 @@ pub fn as_completed<T: 'static, E: 'static>(
 }
 
 /// The async iterator of [`as_completed`].
-pub struct AsCompleted<T: 'static, E: 'static> {
-    q: DoneQueue<T, E>,
+pub struct AsCompleted<T: 'static> {
+    q: DoneQueue<T>,
+    /// How a task's outcome is read (a clone for a caller's task).
+    read: fn(&Task<T>) -> Result<T, Error>,
+    /// A child that could not be made: the first item.
+    refused: Option<LoopError>,
     timeout: Option<Duration>,
     /// Tasks neither completed nor timed out (asyncio's `todo`).
     todo: Vec<bool>,
@@ -191,17 +227,16 @@ pub struct AsCompleted<T: 'static, E: 'static> {
     left: usize,
 }
 
-/// One item of [`AsCompleted`]: the task's own outcome, or why there is none.
-pub type CompletedItem<T, E> = Result<Result<T, TaskError<E>>, AsCompletedError>;
+/// One item of [`AsCompleted`]: the task's own outcome, a `TimeoutError`,
+/// or the awaiting task's cancellation.
+pub type CompletedItem<T> = Result<T, Error>;
 
-impl<T: 'static, E: 'static> AsCompleted<T, E> {
-    /// The outcome of the next task to complete, `Err(Timeout)` for a task
-    /// still running at the timeout, `Err(Cancelled)` if the awaiting task
-    /// is cancelled meanwhile (the item is not lost: the next call gets
-    /// it), and `None` once one item per task was given.
-    ///
-    /// The outcome is taken from the task, as `task.await` by value does.
-    pub async fn next(&mut self) -> Option<CompletedItem<T, E>> {
+impl<T: 'static> AsCompleted<T> {
+    /// The outcome of the next task to complete, a `TimeoutError` for a
+    /// task still running at the timeout, a `CancelledError` if the
+    /// awaiting task is cancelled meanwhile (the item is not lost: the next
+    /// call gets it), and `None` once one item per task was given.
+    pub async fn next(&mut self) -> Option<CompletedItem<T>> {
         poll_fn(|cx| self.poll_next(cx)).await
     }
 
@@ -215,7 +250,10 @@ impl<T: 'static, E: 'static> AsCompleted<T, E> {
         self.left == 0
     }
 
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<CompletedItem<T, E>>> {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<CompletedItem<T>>> {
+        if let Some(e) = self.refused.take() {
+            return Poll::Ready(Some(Err(e.into())));
+        }
         if self.left == 0 {
             return Poll::Ready(None);
         }
@@ -246,67 +284,15 @@ impl<T: 'static, E: 'static> AsCompleted<T, E> {
         if let Some(item) = self.ready.pop_front() {
             self.left -= 1;
             return Poll::Ready(Some(match item {
-                Some(i) => Ok(self.q.tasks()[i].take_outcome()),
-                None => Err(AsCompletedError::Timeout(TimeoutError)),
+                Some(i) => (self.read)(&self.q.tasks()[i]),
+                None => Err(TimeoutError.into()),
             }));
         }
         if let Some(c) = take_cancel_request() {
-            return Poll::Ready(Some(Err(AsCompletedError::Cancelled(c))));
+            return Poll::Ready(Some(Err(c.into())));
         }
         self.q.park(cx);
         Poll::Pending
     }
 }
 
-/// Why [`AsCompleted::next`] gave no outcome.
-///
-/// A task whose error type is `AsCompletedError` (or wraps it) ends
-/// cancelled when it propagates the `Cancelled` variant with `?`.
-///
-/// ```
-/// use aioloop::{AsCompletedError, Exception, TimeoutError};
-///
-/// let e = AsCompletedError::Timeout(TimeoutError);
-/// assert_eq!(e.to_string(), "timed out");
-/// assert!(e.as_cancelled().is_none());
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AsCompletedError {
-    /// The timeout passed before this task completed (asyncio's
-    /// `TimeoutError`). The task goes on running.
-    Timeout(TimeoutError),
-    /// The task awaiting `next()` was cancelled.
-    Cancelled(CancelledError),
-}
-
-impl fmt::Display for AsCompletedError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            AsCompletedError::Timeout(t) => fmt::Display::fmt(t, f),
-            AsCompletedError::Cancelled(c) => write!(f, "CancelledError: {c}"),
-        }
-    }
-}
-
-impl std::error::Error for AsCompletedError {}
-
-impl Exception for AsCompletedError {
-    fn as_cancelled(&self) -> Option<&CancelledError> {
-        match self {
-            AsCompletedError::Cancelled(c) => Some(c),
-            AsCompletedError::Timeout(_) => None,
-        }
-    }
-}
-
-impl From<CancelledError> for AsCompletedError {
-    fn from(c: CancelledError) -> Self {
-        AsCompletedError::Cancelled(c)
-    }
-}
-
-impl From<TimeoutError> for AsCompletedError {
-    fn from(t: TimeoutError) -> Self {
-        AsCompletedError::Timeout(t)
-    }
-}

@@ -23,15 +23,11 @@
 //! is no cancellation point is dropped when cancelled, and a panic stays
 //! inside it.
 //!
-//! # The outcome: `Result<T, WaitForError<E>>`
+//! # The outcome: `Result<T, Error>`
 //!
-//! [`WaitForError`] flattens what can come out — asyncio's `TimeoutError`,
-//! `CancelledError`, the inner exception `E`, a panic — into one enum. It
-//! converts from [`TimeoutError`], [`CancelledError`] and [`TaskError`], so
-//! in a coroutine returning `Result<_, WaitForError<E>>` every aioloop
-//! awaitable works with `?`; and it implements [`Exception`], so a task
-//! whose `?` propagates the `Cancelled` variant ends *cancelled*, as
-//! asyncio's does, while one propagating `Timeout` ends *failed*.
+//! A timeout is [`ErrorKind::Timeout`](crate::ErrorKind::Timeout), a
+//! cancellation of the awaiting task [`ErrorKind::Cancelled`](crate::ErrorKind::Cancelled),
+//! and the inner awaitable's own failure comes out as it is.
 //!
 //! # Invariants
 //!
@@ -40,250 +36,196 @@
 //!
 //! [`timeout`]: crate::timeout
 
-use std::fmt;
-use std::future::IntoFuture;
 use std::time::Duration;
 
 use crate::combinators::timeout::{self, Exit};
 use crate::debug::NeverAwaited;
-use crate::errors::{
-    CancelledError, Exception, InvalidStateError, LoopError, PanicError, TaskError, TaskOutput,
-    TimeoutError,
-};
-use crate::tasks::{create_task, Task};
+use crate::errors::{Error, InvalidStateError, LoopError, TaskOutput, TimeoutError};
+use crate::futures::Future;
+use crate::event_loop::{get_running_loop, LoopRef};
+use crate::tasks::{Task, TaskAwait};
 
-/// Something `wait_for` and `shield` can run as a task: a Rust future (spawned
-/// on the running loop) or a [`Task`] handle (taken as it is).
+/// Something the combinators (`wait_for`, `shield`, `gather`, `wait`,
+/// `as_completed`, `run_until_complete`) can run as a task: a Rust future
+/// (spawned on the running loop), a [`Task`] handle (taken as it is) or a
+/// loop [`Future`] (awaited by a task of its own, so that cancelling it
+/// cancels the future, as asyncio's `ensure_future` does).
+///
+/// A task or future given by the caller is read by clone, so its result
+/// stays there for the caller (`T: Clone`); a task the combinator made for
+/// a plain future has no other reader, and its result is moved out.
 ///
 /// ```
-/// use aioloop::{create_task, wait_for, EventLoop};
+/// use aioloop::{create_task, get_running_loop, wait_for, EventLoop};
 /// use std::time::Duration;
 ///
 /// let lp = EventLoop::with_virtual_clock().unwrap();
 /// let v = lp.run_until_complete(async {
 ///     let a = wait_for(async { 1u8 }, Duration::from_secs(1)).await?; // a future
-///     let t = create_task(async { 2u8 }).unwrap();
-///     let b = wait_for(t, Duration::from_secs(1)).await?; // a task
-///     Ok::<_, aioloop::WaitForError>(a + b)
-/// }).unwrap().unwrap();
-/// assert_eq!(v, 3);
+///     let t = create_task(async { 2u8 })?;
+///     let b = wait_for(&t, Duration::from_secs(1)).await?; // a task
+///     let f = get_running_loop()?.create_future();
+///     f.set_result(3u8)?;
+///     let c = wait_for(f, Duration::from_secs(1)).await?; // a loop future
+///     Ok(a + b + c + t.result()?)
+/// });
+/// assert_eq!(v.unwrap(), 8);
 /// ```
 pub trait IntoTask {
     /// The task's result type.
     type Ok: 'static;
-    /// The task's exception type.
-    type Err: Exception;
-    /// The task: a new one on the running loop for a future (so this fails
-    /// with `no running event loop` outside one), the handle itself for a
+    /// The task: a new one on `lp` for a future, the handle itself for a
     /// task.
-    fn into_task(self) -> Result<Task<Self::Ok, Self::Err>, LoopError>;
-}
-
-impl<T: 'static, E: Exception> IntoTask for Task<T, E> {
-    type Ok = T;
-    type Err = E;
-    fn into_task(self) -> Result<Task<T, E>, LoopError> {
-        Ok(self)
+    fn into_task_on(self, lp: &LoopRef) -> Result<Task<Self::Ok>, LoopError>;
+    /// [`into_task_on`](Self::into_task_on) the running loop (so a plain
+    /// future fails with `no running event loop` outside one; a task does
+    /// not need one).
+    #[track_caller]
+    fn into_task(self) -> Result<Task<Self::Ok>, LoopError>
+    where
+        Self: Sized,
+    {
+        match get_running_loop() {
+            Ok(lp) => self.into_task_on(&lp),
+            Err(e) => self.into_task_without_loop(e),
+        }
+    }
+    /// What [`into_task`](Self::into_task) does outside a running loop: a
+    /// task is still itself; anything else is refused with `e`.
+    #[doc(hidden)]
+    fn into_task_without_loop(self, e: LoopError) -> Result<Task<Self::Ok>, LoopError>;
+    /// Reads the done task's outcome: a clone for the caller's own task,
+    /// a move for one made here.
+    #[doc(hidden)]
+    fn outcome_of(task: &Task<Self::Ok>) -> Result<Self::Ok, Error>;
+    /// Awaits the task and reads its outcome as [`outcome_of`](Self::outcome_of).
+    #[doc(hidden)]
+    fn await_task(task: Task<Self::Ok>) -> TaskAwait<Self::Ok> {
+        TaskAwait::new(task, Self::outcome_of)
     }
 }
 
+/// `&task`: the same task, read by clone.
+impl<T: Clone + 'static> IntoTask for &Task<T> {
+    type Ok = T;
+    fn into_task_on(self, _: &LoopRef) -> Result<Task<T>, LoopError> {
+        Ok(self.clone())
+    }
+    fn into_task_without_loop(self, _: LoopError) -> Result<Task<T>, LoopError> {
+        Ok(self.clone())
+    }
+    fn outcome_of(task: &Task<T>) -> Result<T, Error> {
+        task.result()
+    }
+}
+
+/// `&fut`: another handle to the same loop future, awaited by a task of
+/// its own.
+impl<T: Clone + 'static> IntoTask for &Future<T> {
+    type Ok = T;
+    #[track_caller]
+    fn into_task_on(self, lp: &LoopRef) -> Result<Task<T>, LoopError> {
+        lp.create_task(self.clone())
+    }
+    fn into_task_without_loop(self, e: LoopError) -> Result<Task<T>, LoopError> {
+        Err(e)
+    }
+    fn outcome_of(task: &Task<T>) -> Result<T, Error> {
+        task.take_outcome()
+    }
+}
+
+/// Any Rust future: a [`Task`] is taken as it is; anything else (a loop
+/// [`Future`] included) is spawned as a task of its own, asyncio's
+/// `ensure_future`.
+///
+/// Rust has no specialization, so this one implementation serves tasks
+/// too, telling them apart by type (`Any`; the test folds away at compile
+/// time).
 impl<F> IntoTask for F
 where
     F: std::future::Future + 'static,
     F::Output: TaskOutput,
 {
     type Ok = <F::Output as TaskOutput>::Ok;
-    type Err = <F::Output as TaskOutput>::Err;
     #[track_caller]
-    fn into_task(self) -> Result<Task<Self::Ok, Self::Err>, LoopError> {
-        create_task(self)
-    }
-}
-
-/// What [`wait_for`] and [`Timeout::run`](crate::Timeout::run) fail with:
-/// asyncio's `TimeoutError`, `CancelledError`, or the inner awaitable's own
-/// ending.
-///
-/// `E` is the inner exception type ([`TaskOutput::Err`]).
-///
-/// ```
-/// use aioloop::{sleep, CancelledError, TimeoutError, WaitForError};
-///
-/// // `?` converts the errors of aioloop's awaitables:
-/// async fn step() -> Result<(), WaitForError> {
-///     sleep(std::time::Duration::ZERO).await?;
-///     Ok(())
-/// }
-/// let e: WaitForError = TimeoutError.into();
-/// assert!(e.is_timeout());
-/// assert_eq!(e.to_string(), "TimeoutError: timed out");
-/// assert!(WaitForError::<()>::from(CancelledError::new(None)).is_cancelled());
-/// ```
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub enum WaitForError<E = std::convert::Infallible> {
-    /// The deadline passed; the inner awaitable was cancelled and is done.
-    Timeout(TimeoutError),
-    /// The awaiting task was cancelled (the inner one was cancelled with
-    /// it), or the inner task was cancelled on its own.
-    Cancelled(CancelledError),
-    /// The inner task panicked (`wait_for` only: inside `Timeout::run` a
-    /// panic unwinds through the current task like any other).
-    Panicked(PanicError),
-    /// The inner awaitable ended with its own error.
-    Exception(E),
-    /// The inner task's outcome was already taken by another await.
-    InvalidState(InvalidStateError),
-    /// A `Timeout` misused: entered twice, or outside a task (asyncio
-    /// raises `RuntimeError` with the same text).
-    State(crate::combinators::timeout::ScopeError),
-}
-
-impl<E> WaitForError<E> {
-    /// True for [`WaitForError::Timeout`].
-    pub fn is_timeout(&self) -> bool {
-        matches!(self, WaitForError::Timeout(_))
-    }
-
-    /// True for [`WaitForError::Cancelled`].
-    pub fn is_cancelled(&self) -> bool {
-        matches!(self, WaitForError::Cancelled(_))
-    }
-}
-
-impl<E: Exception> WaitForError<E> {
-    /// Classifies an inner error: a cancellation carried by `E` is reported
-    /// as one, as the task would have ended cancelled.
-    pub(crate) fn from_exception(e: E) -> Self {
-        match e.as_cancelled() {
-            Some(c) => WaitForError::Cancelled(c.clone()),
-            None => WaitForError::Exception(e),
+    fn into_task_on(self, lp: &LoopRef) -> Result<Task<Self::Ok>, LoopError> {
+        let mut me = Some(self);
+        if let Some(task) = take_as::<Task<Self::Ok>, F>(&mut me) {
+            return Ok(task);
+        }
+        match me {
+            Some(fut) => lp.create_task(fut),
+            None => unreachable!("`take_as` takes only when it returns Some"),
         }
     }
-}
-
-impl<E> From<TimeoutError> for WaitForError<E> {
-    fn from(t: TimeoutError) -> Self {
-        WaitForError::Timeout(t)
+    fn into_task_without_loop(self, e: LoopError) -> Result<Task<Self::Ok>, LoopError> {
+        let mut me = Some(self);
+        take_as::<Task<Self::Ok>, F>(&mut me).ok_or(e)
     }
-}
-
-impl<E> From<CancelledError> for WaitForError<E> {
-    fn from(c: CancelledError) -> Self {
-        WaitForError::Cancelled(c)
-    }
-}
-
-impl<E> From<TaskError<E>> for WaitForError<E> {
-    fn from(e: TaskError<E>) -> Self {
-        match e {
-            TaskError::Cancelled(c) => WaitForError::Cancelled(c),
-            TaskError::Panicked(p) => WaitForError::Panicked(p),
-            TaskError::Exception(e) => WaitForError::Exception(e),
-            TaskError::InvalidState(s) => WaitForError::InvalidState(s),
+    fn outcome_of(task: &Task<Self::Ok>) -> Result<Self::Ok, Error> {
+        // A task of the caller's: the result stays for its other readers,
+        // so it is read by clone — through the task's own `Future` impl
+        // (which exists, `F` being that task's type), since the bound
+        // `T: Clone` cannot be named here. The task is done: one poll
+        // answers, and registers nothing.
+        let mut handle = Some(task.clone());
+        if let Some(own) = take_as::<F, Task<Self::Ok>>(&mut handle) {
+            let mut own = std::pin::pin!(own);
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            return match own.as_mut().poll(&mut cx) {
+                std::task::Poll::Ready(out) => out.into_result(),
+                std::task::Poll::Pending => Err(InvalidStateError::ResultNotSet.into()),
+            };
         }
+        // A task made here for a plain future: nobody else can read it.
+        task.take_outcome()
     }
 }
 
-/// The inner awaitable of most aioloop code returns `Result<T,
-/// CancelledError>`, whose `CancelledError` never reaches
-/// [`WaitForError::Exception`] (a cancellation ends the task cancelled):
-/// this lets `?` forward such a `WaitForError<CancelledError>` from a
-/// coroutine returning `Result<_, WaitForError>`.
-impl From<WaitForError<CancelledError>> for WaitForError {
-    fn from(e: WaitForError<CancelledError>) -> Self {
-        e.map_exception(WaitForError::Cancelled)
-    }
-}
-
-impl<E> WaitForError<E> {
-    /// Converts the inner exception with `f`, keeping the other variants;
-    /// `f` may turn it into any variant (a cancellation, say).
-    ///
-    /// ```
-    /// use aioloop::WaitForError;
-    ///
-    /// let e: WaitForError<std::io::Error> = WaitForError::Exception(std::io::ErrorKind::Other.into());
-    /// let e: WaitForError<String> = e.map_exception(|io| WaitForError::Exception(io.to_string()));
-    /// assert_eq!(e.to_string(), "other error");
-    /// ```
-    pub fn map_exception<F>(self, f: impl FnOnce(E) -> WaitForError<F>) -> WaitForError<F> {
-        match self {
-            WaitForError::Timeout(t) => WaitForError::Timeout(t),
-            WaitForError::Cancelled(c) => WaitForError::Cancelled(c),
-            WaitForError::Panicked(p) => WaitForError::Panicked(p),
-            WaitForError::Exception(e) => f(e),
-            WaitForError::InvalidState(s) => WaitForError::InvalidState(s),
-            WaitForError::State(s) => WaitForError::State(s),
-        }
-    }
-}
-
-impl<E: fmt::Display> fmt::Display for WaitForError<E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            WaitForError::Timeout(t) => write!(f, "TimeoutError: {t}"),
-            WaitForError::Cancelled(c) => write!(f, "CancelledError: {c}"),
-            WaitForError::Panicked(p) => fmt::Display::fmt(p, f),
-            WaitForError::Exception(e) => fmt::Display::fmt(e, f),
-            WaitForError::InvalidState(s) => write!(f, "InvalidStateError: {s}"),
-            WaitForError::State(s) => write!(f, "RuntimeError: {s}"),
-        }
-    }
-}
-
-impl<E: fmt::Debug + fmt::Display> std::error::Error for WaitForError<E> {}
-
-impl<E: Exception> Exception for WaitForError<E> {
-    fn as_cancelled(&self) -> Option<&CancelledError> {
-        match self {
-            WaitForError::Cancelled(c) => Some(c),
-            WaitForError::Exception(e) => e.as_cancelled(),
-            _ => None,
-        }
-    }
+/// Takes `v` as a `T`, if it is one (a type test resolved at compile time).
+fn take_as<T: 'static, V: 'static>(v: &mut Option<V>) -> Option<T> {
+    (v as &mut dyn std::any::Any)
+        .downcast_mut::<Option<T>>()?
+        .take()
 }
 
 /// Waits for `aw` to finish, at most `timeout` (asyncio's
 /// `asyncio.wait_for`); `None` waits for ever. `aw` runs as its own task.
 ///
 /// - On expiry the inner task is cancelled and awaited to its end — its
-///   cleanup runs, even one that awaits — then `Err(WaitForError::Timeout)`
-///   is returned. An inner task that catches the cancellation and returns a
+///   cleanup runs, even one that awaits — then a `TimeoutError` is
+///   returned. An inner task that catches the cancellation and returns a
 ///   value has that value returned, as does one already done when the
 ///   expiry comes.
 /// - Cancelling the awaiting task cancels the inner one too, and gives
-///   `Err(WaitForError::Cancelled)` once it is done.
+///   `CancelledError` once it is done.
 /// - A zero timeout cancels the inner task before its first step.
 ///
-/// Must be awaited inside an aioloop task.
+/// Outside a running loop, awaiting it fails with `no running event loop`.
 ///
 /// ```
-/// use aioloop::{sleep, wait_for, EventLoop, WaitForError};
+/// use aioloop::{sleep, wait_for, EventLoop};
 /// use std::time::Duration;
 ///
 /// let lp = EventLoop::with_virtual_clock().unwrap();
 /// let out = lp.run_until_complete(async {
 ///     let slow = sleep(Duration::from_secs(10));
 ///     match wait_for(slow, Duration::from_secs(1)).await {
-///         Err(WaitForError::Timeout(_)) => "timed out",
+///         Err(e) if e.is_timeout() => "timed out",
 ///         _ => "finished",
 ///     }
-/// }).unwrap().unwrap();
-/// assert_eq!(out, "timed out");
+/// });
+/// assert_eq!(out.unwrap(), "timed out");
 /// assert_eq!(lp.time(), 1.0);
 /// ```
-///
-/// # Panics
-///
-/// When a future (not a task) is given and no aioloop loop is running.
 #[track_caller]
-pub fn wait_for<I: IntoTask + 'static>(
-    aw: I,
-    timeout: impl Into<Option<Duration>>,
-) -> WaitFor<I::Ok, I::Err> {
+pub fn wait_for<I: IntoTask + 'static>(aw: I, timeout: impl Into<Option<Duration>>) -> WaitFor<I::Ok> {
+    // The task starts now, as asyncio's `ensure_future` inside `wait_for`
+    // would on the first step; a refusal waits to be awaited.
+    let task = aw.into_task();
     WaitFor {
-        inner: Box::pin(wait_for_inner(aw, timeout.into())),
+        inner: Box::pin(wait_for_inner::<I>(task, timeout.into())),
         created: NeverAwaited::new(),
     }
 }
@@ -292,13 +234,13 @@ pub fn wait_for<I: IntoTask + 'static>(
 /// is. Boxed, so that it has a name (and can report, in debug mode, being
 /// dropped before it was ever awaited).
 #[must_use = "futures do nothing unless awaited"]
-pub struct WaitFor<T, E> {
-    inner: std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, WaitForError<E>>>>>,
+pub struct WaitFor<T> {
+    inner: std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, Error>>>>,
     created: NeverAwaited,
 }
 
-impl<T, E> std::future::Future for WaitFor<T, E> {
-    type Output = Result<T, WaitForError<E>>;
+impl<T> std::future::Future for WaitFor<T> {
+    type Output = Result<T, Error>;
     fn poll(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
@@ -308,53 +250,50 @@ impl<T, E> std::future::Future for WaitFor<T, E> {
     }
 }
 
-impl<T, E> Drop for WaitFor<T, E> {
+impl<T> Drop for WaitFor<T> {
     fn drop(&mut self) {
         self.created.check("wait_for");
     }
 }
 
-impl<T, E> std::fmt::Debug for WaitFor<T, E> {
+impl<T> std::fmt::Debug for WaitFor<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("WaitFor")
     }
 }
 
 async fn wait_for_inner<I: IntoTask>(
-    aw: I,
+    task: Result<Task<I::Ok>, LoopError>,
     timeout: Option<Duration>,
-) -> Result<I::Ok, WaitForError<I::Err>> {
-    let task = aw
-        .into_task()
-        .expect("wait_for() must be awaited inside a running aioloop loop");
+) -> Result<I::Ok, Error> {
+    let task = task?;
     let Some(delay) = timeout else {
-        return task.await.map_err(WaitForError::from);
+        return I::await_task(task).await;
     };
     if delay.is_zero() {
-        return expire_now(task).await;
+        return expire_now::<I>(task).await;
     }
-    let cm = timeout::timeout(delay);
-    match cm.run_raw(task.into_future()).await {
-        Exit::Output(r) => r.map_err(WaitForError::from),
-        Exit::Timeout => Err(WaitForError::Timeout(TimeoutError)),
-        Exit::Cancelled(c) => Err(WaitForError::Cancelled(c)),
-        Exit::Refused(e) => Err(WaitForError::State(e)),
+    let cm = timeout::timeout(delay)?;
+    match cm.run_raw(I::await_task(task)).await {
+        Exit::Output(r) => r,
+        Exit::Timeout => Err(TimeoutError.into()),
+        Exit::Cancelled(c) => Err(c.into()),
+        Exit::Refused(e) => Err(e.into()),
     }
 }
 
 /// A zero timeout, asyncio's `timeout <= 0` branch: no timer, the task is
 /// cancelled at once (before its first step if it has not run yet).
-async fn expire_now<T: 'static, E: Exception>(task: Task<T, E>) -> Result<T, WaitForError<E>> {
+async fn expire_now<I: IntoTask>(task: Task<I::Ok>) -> Result<I::Ok, Error> {
     if task.done() {
-        return task.await.map_err(WaitForError::from);
+        return I::outcome_of(&task);
     }
     task.cancel();
     // asyncio's `_cancel_and_wait`: the awaiting task's own cancellation
     // interrupts the wait; the inner task stays cancelled.
-    let r = task.as_ref();
-    r.wait_done().await?;
-    match task.await {
-        Err(TaskError::Cancelled(_)) => Err(WaitForError::Timeout(TimeoutError)),
-        r => r.map_err(WaitForError::from),
+    task.as_ref().wait_done().await?;
+    match I::outcome_of(&task) {
+        Err(e) if e.is_cancelled() => Err(TimeoutError.into()),
+        r => r,
     }
 }

@@ -43,6 +43,10 @@ pub(crate) trait Invoke {
     }
     /// The loop is closing with this task pending: release what it holds.
     fn abandon(&self) {}
+    /// A done task's failure (not its cancellation), marked retrieved.
+    fn task_failure(&self) -> Option<crate::errors::Error> {
+        None
+    }
     /// Where a task's future lies (address, size), while it is alive.
     fn future_span(&self) -> Option<(usize, usize)> {
         None
@@ -207,6 +211,11 @@ impl Handle {
     /// See [`Invoke::future_span`].
     pub(crate) fn future_span(&self) -> Option<(usize, usize)> {
         self.inner.callback.future_span()
+    }
+
+    /// A done task's failure, marked retrieved.
+    pub(crate) fn task_failure(&self) -> Option<crate::errors::Error> {
+        self.inner.callback.task_failure()
     }
 
     /// Releases a pending task's future and callbacks (the loop is closing).

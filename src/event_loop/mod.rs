@@ -61,7 +61,8 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use crate::errors::{LoopError, TaskError, TaskOutput};
+use crate::combinators::wait_for::IntoTask;
+use crate::errors::{Error, LoopError};
 use crate::reactor::Reactor;
 use crate::remote::{Injected, LoopHandle, Remote};
 use crate::task_slab::{LocalScheduler, TaskId, TaskSlab, CURRENT_SCHEDULER};
@@ -364,14 +365,16 @@ impl LoopRef {
         LoopHandle::new(self.core.remote.clone())
     }
 
-    /// Runs the loop until `fut` is done, and returns its outcome (asyncio's
-    /// `run_until_complete`): the future runs as a task, and the loop stops
-    /// once it is done, whether it finished, failed or was cancelled.
+    /// Runs the loop until `aw` is done, and returns its outcome (asyncio's
+    /// `run_until_complete`): a [`Task`](crate::Task) is awaited as it is
+    /// (its result, cloned, stays there), a plain future runs as a new
+    /// task; the loop stops once it is done, whether it finished, failed or
+    /// was cancelled.
     ///
-    /// The outer `Result` is the loop's own errors (`Event loop is closed`,
-    /// `This event loop is already running`, and `Event loop stopped before
-    /// Future completed.` when someone called `stop()` first); the inner one
-    /// is the task's outcome.
+    /// One `Result`: the task's outcome, or the loop's own refusal (`Event
+    /// loop is closed`, `This event loop is already running`, and `Event
+    /// loop stopped before Future completed.` when someone called `stop()`
+    /// first), [`ErrorKind::Loop`](crate::ErrorKind::Loop).
     ///
     /// ```
     /// use aioloop::{sleep, EventLoop};
@@ -380,74 +383,50 @@ impl LoopRef {
     /// let lp = EventLoop::with_virtual_clock().unwrap();
     /// let v = lp.run_until_complete(async {
     ///     sleep(Duration::from_secs(5)).await?;
-    ///     Ok::<_, aioloop::CancelledError>(7)
-    /// }).unwrap();
+    ///     Ok(7)
+    /// });
     /// assert_eq!(v.unwrap(), 7);
     /// assert_eq!(lp.time(), 5.0);
     /// ```
     #[track_caller]
-    #[allow(clippy::type_complexity)]
-    pub fn run_until_complete<F>(
-        &self,
-        fut: F,
-    ) -> Result<
-        Result<<F::Output as TaskOutput>::Ok, TaskError<<F::Output as TaskOutput>::Err>>,
-        LoopError,
-    >
-    where
-        F: std::future::Future + 'static,
-        F::Output: TaskOutput,
-    {
-        self.run_until_complete_with::<true, F>(fut)
+    pub fn run_until_complete<I: IntoTask>(&self, aw: I) -> Result<I::Ok, Error> {
+        self.run_until_complete_with::<true, I>(aw)
     }
 
     /// `run_until_complete` with debug mode's hooks compiled out (see
     /// [`run_forever_without_debug_hooks`](Self::run_forever_without_debug_hooks)).
     #[doc(hidden)]
     #[track_caller]
-    #[allow(clippy::type_complexity)]
-    pub fn run_until_complete_without_debug_hooks<F>(
+    pub fn run_until_complete_without_debug_hooks<I: IntoTask>(
         &self,
-        fut: F,
-    ) -> Result<
-        Result<<F::Output as TaskOutput>::Ok, TaskError<<F::Output as TaskOutput>::Err>>,
-        LoopError,
-    >
-    where
-        F: std::future::Future + 'static,
-        F::Output: TaskOutput,
-    {
-        self.run_until_complete_with::<false, F>(fut)
+        aw: I,
+    ) -> Result<I::Ok, Error> {
+        self.run_until_complete_with::<false, I>(aw)
     }
 
     #[track_caller]
-    #[allow(clippy::type_complexity)]
-    fn run_until_complete_with<const HOOKS: bool, F>(
+    fn run_until_complete_with<const HOOKS: bool, I: IntoTask>(
         &self,
-        fut: F,
-    ) -> Result<
-        Result<<F::Output as TaskOutput>::Ok, TaskError<<F::Output as TaskOutput>::Err>>,
-        LoopError,
-    >
-    where
-        F: std::future::Future + 'static,
-        F::Output: TaskOutput,
-    {
+        aw: I,
+    ) -> Result<I::Ok, Error> {
         if self.is_running() {
-            return Err(LoopError::AlreadyRunning);
+            return Err(LoopError::AlreadyRunning.into());
         }
-        let task = self.create_task(fut)?;
+        self.core.check_open()?;
+        let task = aw.into_task_on(self)?;
         let lp = self.clone();
-        task.add_done_callback(move |_| lp.stop());
+        let stopper = task.add_done_callback(move |_| lp.stop());
         let ran = self.run_forever_with::<HOOKS>();
         if !task.done() {
             // Stopped early (or the run failed): the task is left to a later
-            // run, as asyncio does.
+            // run, as asyncio does, without the callback that would stop
+            // that run (asyncio's `remove_done_callback` in `finally`).
+            task.remove_done_callback(stopper);
             ran?;
-            return Err(LoopError::StoppedBeforeComplete);
+            return Err(LoopError::StoppedBeforeComplete.into());
         }
         ran?;
-        Ok(task.take_outcome())
+        I::outcome_of(&task)
     }
 
     /// Schedules `f` to run on the next iteration (asyncio's `call_soon`).

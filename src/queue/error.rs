@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use crate::errors::{CancelledError, Exception};
+use crate::errors::CancelledError;
 
 /// Why a queue operation failed, named and worded as asyncio's exceptions.
 ///
@@ -66,14 +66,6 @@ impl From<CancelledError> for QueueError {
     }
 }
 
-impl Exception for QueueError {
-    fn as_cancelled(&self) -> Option<&CancelledError> {
-        match self {
-            QueueError::Cancelled(c) => Some(c),
-            _ => None,
-        }
-    }
-}
 
 /// A failed put: why ([`QueueError::Full`], [`ShutDown`](QueueError::ShutDown)
 /// or [`Cancelled`](QueueError::Cancelled)), and the item, handed back.
@@ -172,16 +164,14 @@ impl<T> fmt::Display for PutError<T> {
 }
 
 impl<T> std::error::Error for PutError<T> {
+    /// The [`QueueError`]: `?` into [`Error`](crate::Error) (which keeps
+    /// the put failure whole, as [`ErrorKind::Other`](crate::ErrorKind)) still
+    /// answers `is_cancelled()` and `downcast_ref::<QueueError>()` through it.
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.kind.source()
+        Some(&self.kind)
     }
 }
 
-impl<T: 'static> Exception for PutError<T> {
-    fn as_cancelled(&self) -> Option<&CancelledError> {
-        self.kind.as_cancelled()
-    }
-}
 
 impl<T> From<PutError<T>> for QueueError {
     fn from(e: PutError<T>) -> Self {

@@ -22,7 +22,6 @@
 //! - Done callbacks run once, on the thread that completes the future (the
 //!   loop's), or at once on the caller's thread if it is already done.
 
-use std::convert::Infallible;
 use std::fmt;
 use std::future::Future as StdFuture;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -35,30 +34,27 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use super::LoopHandle;
-use crate::errors::{
-    CancelledError, Exception, InvalidStateError, LoopError, PanicError, TaskError, TaskOutput,
-    TimeoutError,
-};
+use crate::errors::{Error, InvalidStateError, LoopError, PanicError, TaskOutput, TimeoutError};
 
-type ConcurrentCallback<T, E> = Box<dyn FnOnce(&ConcurrentFuture<T, E>) + Send>;
+type ConcurrentCallback<T> = Box<dyn FnOnce(&ConcurrentFuture<T>) + Send>;
 
-enum CState<T, E> {
-    Pending(Vec<ConcurrentCallback<T, E>>),
-    Done(Result<T, TaskError<E>>),
+enum CState<T> {
+    Pending(Vec<ConcurrentCallback<T>>),
+    Done(Result<T, Error>),
     Taken,
 }
 
-struct Shared<T, E> {
-    state: Mutex<CState<T, E>>,
+struct Shared<T> {
+    state: Mutex<CState<T>>,
     done: Condvar,
     cancel_requested: AtomicBool,
     /// The bridge task's waker, to forward a cancel to it.
     task_waker: Mutex<Option<Waker>>,
 }
 
-impl<T, E> Shared<T, E> {
+impl<T> Shared<T> {
     /// Pending → done; false if it was already done. Runs the callbacks.
-    fn complete(self: &Arc<Self>, outcome: Result<T, TaskError<E>>) -> bool {
+    fn complete(self: &Arc<Self>, outcome: Result<T, Error>) -> bool {
         let callbacks = {
             let mut st = self.state.lock();
             match std::mem::replace(&mut *st, CState::Done(outcome)) {
@@ -93,7 +89,7 @@ impl<T, E> Shared<T, E> {
 ///     // Built on the loop's thread: it may use aioloop's `!Send` awaitables.
 ///     let fut = door.run_coroutine_threadsafe_with(|| async {
 ///         sleep(Duration::from_millis(1)).await?;
-///         Ok::<_, aioloop::CancelledError>(6 * 7)
+///         Ok(6 * 7)
 ///     }).unwrap();
 ///     let v = fut.result(Some(Duration::from_secs(30)));
 ///     door.stop().unwrap();
@@ -102,11 +98,11 @@ impl<T, E> Shared<T, E> {
 /// lp.run_forever().unwrap();
 /// assert_eq!(waiter.join().unwrap().unwrap(), 42);
 /// ```
-pub struct ConcurrentFuture<T, E = Infallible> {
-    shared: Arc<Shared<T, E>>,
+pub struct ConcurrentFuture<T> {
+    shared: Arc<Shared<T>>,
 }
 
-impl<T, E> Clone for ConcurrentFuture<T, E> {
+impl<T> Clone for ConcurrentFuture<T> {
     fn clone(&self) -> Self {
         ConcurrentFuture {
             shared: self.shared.clone(),
@@ -114,7 +110,7 @@ impl<T, E> Clone for ConcurrentFuture<T, E> {
     }
 }
 
-impl<T, E> ConcurrentFuture<T, E> {
+impl<T> ConcurrentFuture<T> {
     /// True once done, whichever way.
     pub fn done(&self) -> bool {
         !matches!(*self.shared.state.lock(), CState::Pending(_))
@@ -122,10 +118,7 @@ impl<T, E> ConcurrentFuture<T, E> {
 
     /// True if cancelled (by `cancel()`, or because the task was).
     pub fn cancelled(&self) -> bool {
-        matches!(
-            *self.shared.state.lock(),
-            CState::Done(Err(TaskError::Cancelled(_)))
-        )
+        matches!(&*self.shared.state.lock(), CState::Done(Err(e)) if e.is_cancelled())
     }
 
     /// Cancels it and the task behind it; false if already done.
@@ -133,7 +126,7 @@ impl<T, E> ConcurrentFuture<T, E> {
         self.shared.cancel_requested.store(true, Ordering::SeqCst);
         let done = self
             .shared
-            .complete(Err(TaskError::Cancelled(CancelledError::new(None))));
+            .complete(Err(Error::cancelled(None)));
         if done {
             if let Some(w) = self.shared.task_waker.lock().take() {
                 w.wake();
@@ -161,7 +154,7 @@ impl<T, E> ConcurrentFuture<T, E> {
 
     /// Calls `f` once the future is done: now, on this thread, if it already
     /// is; else on the thread that completes it (the loop's).
-    pub fn add_done_callback(&self, f: impl FnOnce(&ConcurrentFuture<T, E>) + Send + 'static) {
+    pub fn add_done_callback(&self, f: impl FnOnce(&ConcurrentFuture<T>) + Send + 'static) {
         {
             let mut st = self.shared.state.lock();
             if let CState::Pending(cbs) = &mut *st {
@@ -172,67 +165,46 @@ impl<T, E> ConcurrentFuture<T, E> {
         f(self);
     }
 
-    /// Waits (see [`wait`](Self::wait)) and moves the result out.
-    pub fn take_result(&self, timeout: Option<Duration>) -> Result<T, ConcurrentError<E>> {
+    /// Waits (see [`wait`](Self::wait)) and moves the result out, for a
+    /// `T` that is not `Clone`; a failure stays for every reader. A wait
+    /// that times out is a `TimeoutError`, and the task goes on.
+    pub fn take_result(&self, timeout: Option<Duration>) -> Result<T, Error> {
         if !self.wait(timeout) {
-            return Err(ConcurrentError::Timeout(TimeoutError));
+            return Err(TimeoutError.into());
         }
         let mut st = self.shared.state.lock();
-        if let CState::Done(Err(TaskError::Cancelled(c))) = &*st {
-            return Err(ConcurrentError::Task(TaskError::Cancelled(c.clone())));
+        if let CState::Done(Err(e)) = &*st {
+            return Err(e.clone());
         }
         match std::mem::replace(&mut *st, CState::Taken) {
-            CState::Done(r) => r.map_err(ConcurrentError::Task),
-            _ => Err(ConcurrentError::Task(TaskError::InvalidState(
-                InvalidStateError::ResultTaken,
-            ))),
+            CState::Done(r) => r,
+            _ => Err(InvalidStateError::ResultTaken.into()),
         }
     }
 }
 
-impl<T: Clone, E: Clone> ConcurrentFuture<T, E> {
+impl<T: Clone> ConcurrentFuture<T> {
     /// Waits up to `timeout` (None: no limit) and returns the result, or the
     /// task's exception / cancellation / panic (asyncio's
-    /// `result(timeout)`). A wait that times out is
-    /// `Err(ConcurrentError::Timeout)`, and the task goes on.
-    pub fn result(&self, timeout: Option<Duration>) -> Result<T, ConcurrentError<E>> {
+    /// `result(timeout)`). A wait that times out is a `TimeoutError`
+    /// (`concurrent.futures.TimeoutError` is `TimeoutError` since Python
+    /// 3.11), and the task goes on.
+    pub fn result(&self, timeout: Option<Duration>) -> Result<T, Error> {
         if !self.wait(timeout) {
-            return Err(ConcurrentError::Timeout(TimeoutError));
+            return Err(TimeoutError.into());
         }
         match &*self.shared.state.lock() {
-            CState::Done(r) => r.clone().map_err(ConcurrentError::Task),
-            _ => Err(ConcurrentError::Task(TaskError::InvalidState(
-                InvalidStateError::ResultTaken,
-            ))),
+            CState::Done(r) => r.clone(),
+            _ => Err(InvalidStateError::ResultTaken.into()),
         }
     }
 }
 
-/// Why `ConcurrentFuture::result` gave no value.
-#[derive(Clone, Debug)]
-pub enum ConcurrentError<E = Infallible> {
-    /// The wait timed out (the task goes on).
-    Timeout(TimeoutError),
-    /// The task failed, was cancelled, or the result was already taken.
-    Task(TaskError<E>),
-}
-
-impl<E: fmt::Display> fmt::Display for ConcurrentError<E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConcurrentError::Timeout(t) => fmt::Display::fmt(t, f),
-            ConcurrentError::Task(e) => fmt::Display::fmt(e, f),
-        }
-    }
-}
-
-impl<E: fmt::Debug + fmt::Display> std::error::Error for ConcurrentError<E> {}
-
-impl<T, E> fmt::Debug for ConcurrentFuture<T, E> {
+impl<T> fmt::Debug for ConcurrentFuture<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &*self.shared.state.lock() {
             CState::Pending(_) => "pending",
-            CState::Done(Err(TaskError::Cancelled(_))) => "cancelled",
+            CState::Done(Err(e)) if e.is_cancelled() => "cancelled",
             CState::Done(Err(_)) => "finished (failed)",
             CState::Done(Ok(_)) | CState::Taken => "finished",
         };
@@ -240,12 +212,7 @@ impl<T, E> fmt::Debug for ConcurrentFuture<T, E> {
     }
 }
 
-type SharedOf<F> = Arc<
-    Shared<
-        <<F as StdFuture>::Output as TaskOutput>::Ok,
-        <<F as StdFuture>::Output as TaskOutput>::Err,
-    >,
->;
+type SharedOf<F> = Arc<Shared<<<F as StdFuture>::Output as TaskOutput>::Ok>>;
 
 /// The task-side half: polls the posted future and reports its outcome.
 struct Bridge<F: StdFuture>
@@ -262,7 +229,7 @@ where
     F::Output: TaskOutput,
 {
     /// Err when the task must end cancelled.
-    type Output = Result<(), CancelledError>;
+    type Output = Result<(), Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
@@ -282,17 +249,11 @@ where
         let polled = catch_unwind(AssertUnwindSafe(|| this.fut.as_mut().poll(cx)));
         let outcome = match polled {
             Ok(Poll::Pending) => return Poll::Pending,
-            Ok(Poll::Ready(out)) => match out.into_result() {
-                Ok(v) => Ok(v),
-                Err(e) => match e.as_cancelled() {
-                    Some(c) => Err(TaskError::Cancelled(c.clone())),
-                    None => Err(TaskError::Exception(e)),
-                },
-            },
-            Err(payload) => Err(TaskError::Panicked(PanicError::new(payload))),
+            Ok(Poll::Ready(out)) => out.into_result(),
+            Err(payload) => Err(PanicError::new(payload).into()),
         };
         let cancelled = match &outcome {
-            Err(TaskError::Cancelled(c)) => Some(c.clone()),
+            Err(e) if e.is_cancelled() => Some(e.clone()),
             _ => None,
         };
         this.shared.complete(outcome);
@@ -310,23 +271,22 @@ where
     fn drop(&mut self) {
         // Never ran to its end (the loop closed, or dropped the task):
         // complete the concurrent future so that no thread waits forever.
-        self.shared
-            .complete(Err(TaskError::Cancelled(CancelledError::new(Some(
-                "the event loop dropped the task".to_owned(),
-            )))));
+        self.shared.complete(Err(Error::cancelled(Some(
+            "the event loop dropped the task".to_owned(),
+        ))));
     }
 }
 
 /// Completes the concurrent future as cancelled if the posted work is
 /// dropped before it became a task (the loop closed first).
-struct Unstarted<T, E>(Option<Arc<Shared<T, E>>>);
+struct Unstarted<T>(Option<Arc<Shared<T>>>);
 
-impl<T, E> Drop for Unstarted<T, E> {
+impl<T> Drop for Unstarted<T> {
     fn drop(&mut self) {
         if let Some(shared) = self.0.take() {
-            shared.complete(Err(TaskError::Cancelled(CancelledError::new(Some(
+            shared.complete(Err(Error::cancelled(Some(
                 "the event loop closed before running the coroutine".to_owned(),
-            )))));
+            ))));
         }
     }
 }
@@ -346,15 +306,11 @@ impl LoopHandle {
     pub fn run_coroutine_threadsafe<F>(
         &self,
         fut: F,
-    ) -> Result<
-        ConcurrentFuture<<F::Output as TaskOutput>::Ok, <F::Output as TaskOutput>::Err>,
-        LoopError,
-    >
+    ) -> Result<ConcurrentFuture<<F::Output as TaskOutput>::Ok>, LoopError>
     where
         F: StdFuture + Send + 'static,
         F::Output: TaskOutput,
         <F::Output as TaskOutput>::Ok: Send,
-        <F::Output as TaskOutput>::Err: Send,
     {
         self.run_coroutine_threadsafe_with(move || fut)
     }
@@ -368,16 +324,12 @@ impl LoopHandle {
     pub fn run_coroutine_threadsafe_with<M, F>(
         &self,
         make: M,
-    ) -> Result<
-        ConcurrentFuture<<F::Output as TaskOutput>::Ok, <F::Output as TaskOutput>::Err>,
-        LoopError,
-    >
+    ) -> Result<ConcurrentFuture<<F::Output as TaskOutput>::Ok>, LoopError>
     where
         M: FnOnce() -> F + Send + 'static,
         F: StdFuture + 'static,
         F::Output: TaskOutput,
         <F::Output as TaskOutput>::Ok: Send,
-        <F::Output as TaskOutput>::Err: Send,
     {
         let shared = Arc::new(Shared {
             state: Mutex::new(CState::Pending(Vec::new())),

@@ -37,7 +37,7 @@ use std::cell::RefCell;
 use std::fmt;
 use std::rc::{Rc, Weak};
 
-use crate::errors::{CancelledError, Exception};
+use crate::errors::CancelledError;
 use crate::event_loop::{get_running_loop, LoopCore};
 
 mod barrier;
@@ -218,11 +218,3 @@ impl From<CancelledError> for SyncError {
     }
 }
 
-impl Exception for SyncError {
-    fn as_cancelled(&self) -> Option<&CancelledError> {
-        match self {
-            SyncError::Cancelled(c) => Some(c),
-            _ => None,
-        }
-    }
-}

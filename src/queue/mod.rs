@@ -930,7 +930,6 @@ mod tests {
             assert!(q.inner.getters.registrations().is_empty());
             assert!(other.inner.getters.registrations().is_empty());
         })
-        .unwrap()
         .unwrap();
     }
 
@@ -963,7 +962,6 @@ mod tests {
             assert!(regs.iter().all(|r| !r.notified));
             assert_eq!(regs[1].site, a_site, "a waits again, at the back");
         })
-        .unwrap()
         .unwrap();
     }
 
@@ -989,7 +987,6 @@ mod tests {
             assert!(q.inner.putters.registrations().is_empty());
             assert!(q.inner.joiners.registrations().is_empty());
         })
-        .unwrap()
         .unwrap();
     }
 }

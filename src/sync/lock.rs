@@ -304,7 +304,8 @@ mod tests {
                 create_task(async move {
                     // This handle lives inside the task's own future.
                     addr.set(&lock as *const Lock as usize);
-                    lock.acquire().await.map(drop)
+                    lock.acquire().await?;
+                    Ok(())
                 })
                 .unwrap()
             };
@@ -324,7 +325,6 @@ mod tests {
             );
             drop(held);
         })
-        .unwrap()
         .unwrap();
     }
 }

@@ -8,9 +8,7 @@ use std::sync::{Mutex, Once};
 use std::future::Future;
 use std::time::Duration;
 
-use aioloop::{
-    get_running_loop, CancelledError, EventLoop, Exception, ExceptionContext, LoopRef, TaskOutput,
-};
+use aioloop::{get_running_loop, EventLoop, ExceptionContext, LoopRef, TaskOutput};
 
 /// An ordered record of what happened, shared by the callbacks of a test.
 #[derive(Clone, Default)]
@@ -108,28 +106,27 @@ pub fn logs_any_thread(target: &str, needle: &str) -> Vec<(log::Level, String)> 
         .collect()
 }
 
-/// A coroutine's error for the combinator tests: a failure, or a
-/// cancellation on its way out (which `as_cancelled` reports, so that `?`
-/// on it ends the task cancelled).
+/// An application's own error for the combinator tests: `?` turns it into
+/// an `aioloop::Error`, `downcast_ref` finds it again.
 #[derive(Clone, Debug, PartialEq)]
-pub enum AppError {
-    Cancelled(CancelledError),
-    Bad(&'static str),
-}
+pub struct Bad(pub &'static str);
 
-impl From<CancelledError> for AppError {
-    fn from(c: CancelledError) -> Self {
-        AppError::Cancelled(c)
+impl std::fmt::Display for Bad {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
     }
 }
 
-impl Exception for AppError {
-    fn as_cancelled(&self) -> Option<&CancelledError> {
-        match self {
-            AppError::Cancelled(c) => Some(c),
-            AppError::Bad(_) => None,
-        }
-    }
+impl std::error::Error for Bad {}
+
+/// A failure with an application error (`Err(Bad(msg))`, as an `Error`).
+pub fn bad<T>(msg: &'static str) -> Result<T, aioloop::Error> {
+    Err(aioloop::Error::new(Bad(msg)))
+}
+
+/// The application error inside `e`, if it is one.
+pub fn bad_of(e: &aioloop::Error) -> Option<&'static str> {
+    e.downcast_ref::<Bad>().map(|b| b.0)
 }
 
 /// `Duration::from_secs`, shorter in timelines.
@@ -142,13 +139,13 @@ pub fn now() -> f64 {
     get_running_loop().unwrap().time()
 }
 
-/// Runs `fut` to completion on `lp` and unwraps both layers.
+/// Runs `fut` to completion on `lp` and unwraps the outcome.
 pub fn run<F>(lp: &EventLoop, fut: F) -> <F::Output as TaskOutput>::Ok
 where
     F: Future + 'static,
     F::Output: TaskOutput,
 {
-    match lp.run_until_complete(fut).unwrap() {
+    match lp.run_until_complete(fut) {
         Ok(v) => v,
         Err(e) => panic!("the test's main task failed: {e:?}"),
     }

@@ -75,7 +75,6 @@ fn queue_1m(c: &mut Criterion) {
                     }
                     consumer.await.unwrap()
                 })
-                .unwrap()
                 .unwrap();
             assert_eq!(sum, ITEMS * (ITEMS - 1) / 2);
         })
@@ -180,7 +179,6 @@ fn lock_100x1000(c: &mut Criterion) {
                         t.await.unwrap();
                     }
                 })
-                .unwrap()
                 .unwrap()
             })
         });

@@ -57,7 +57,6 @@ fn spawn_100k(c: &mut Criterion) {
                 }
             })
             .unwrap()
-            .unwrap()
         })
     });
     let rt = tokio_rt();
@@ -107,15 +106,11 @@ fn reschedule_1m(c: &mut Criterion) {
         }
     };
     g.bench_function("aioloop_sleep0", |b| {
-        b.iter(|| lp.run_until_complete(steps()).unwrap().unwrap())
+        b.iter(|| lp.run_until_complete(steps()).unwrap())
     });
     // Debug mode's hooks compiled out: the baseline for their cost when off.
     g.bench_function("aioloop_sleep0_no_debug_hooks", |b| {
-        b.iter(|| {
-            lp.run_until_complete_without_debug_hooks(steps())
-                .unwrap()
-                .unwrap()
-        })
+        b.iter(|| lp.run_until_complete_without_debug_hooks(steps()).unwrap())
     });
 
     let rt = tokio_rt();
@@ -149,7 +144,6 @@ fn reschedule_1m_debug_on(c: &mut Criterion) {
                     sleep(Duration::ZERO).await.unwrap();
                 }
             })
-            .unwrap()
             .unwrap()
         })
     });
@@ -195,7 +189,6 @@ fn ping_pong_1m(c: &mut Criterion) {
                 }
                 pong.await.unwrap();
             })
-            .unwrap()
             .unwrap()
         })
     });
@@ -259,7 +252,6 @@ fn memory_probe(which: &str) {
                 .unwrap();
             }
             lp.run_until_complete(sleep(Duration::from_millis(1)))
-                .unwrap()
                 .unwrap();
             let after = rss_bytes();
             println!("{}", (after - before) / PARKED);

@@ -9,26 +9,26 @@
 
 use std::time::Duration;
 
-use aioloop::{create_task, get_running_loop, sleep, CancelledError, EventLoop, LoopRef};
+use aioloop::{create_task, get_running_loop, sleep, Error, EventLoop, LoopRef};
 
 fn say(what: &str) {
     let t = get_running_loop().map(|l| l.time()).unwrap_or_default();
     log::info!(target: "chain_coroutines", "[{t:.1} s] {what}");
 }
 
-async fn create() -> Result<(), CancelledError> {
+async fn create() -> Result<(), Error> {
     sleep(Duration::from_secs(3)).await?;
     say("(1) create file");
     Ok(())
 }
 
-async fn write() -> Result<(), CancelledError> {
+async fn write() -> Result<(), Error> {
     sleep(Duration::from_secs(1)).await?;
     say("(2) write into file");
     Ok(())
 }
 
-async fn close() -> Result<(), CancelledError> {
+async fn close() -> Result<(), Error> {
     say("(3) close file");
     Ok(())
 }
@@ -47,7 +47,7 @@ pub fn buggy() {
         }
         sleep(Duration::from_secs(2)).await?;
         l.stop();
-        Ok::<_, CancelledError>(())
+        Ok(())
     })
     .expect("a task");
     lp.run_forever().expect("ran");
@@ -65,7 +65,6 @@ pub fn fixed() {
         close().await?;
         sleep(Duration::from_secs(2)).await
     })
-    .expect("ran")
     .expect("finished");
     let pending = lp.all_tasks().len();
     log::info!(target: "chain_coroutines", "pending tasks at exit: {pending}");

@@ -22,7 +22,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use aioloop::queue::{Queue, QueueError};
-use aioloop::{create_task, current_task, sleep, EventLoop};
+use aioloop::{create_task, current_task, sleep, Error, EventLoop};
 
 /// One message: an id and what happens to it.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -34,7 +34,7 @@ pub enum Msg {
 type Routes = Rc<RefCell<HashMap<u32, Queue<Msg>>>>;
 
 /// Puts `start` and `end` for ids `1..=ids`, one message every 200 ms.
-async fn producer(main: Queue<Msg>, ids: u32) -> Result<(), QueueError> {
+async fn producer(main: Queue<Msg>, ids: u32) -> Result<(), Error> {
     for id in 1..=ids {
         for msg in [Msg::Start(id), Msg::End(id)] {
             sleep(Duration::from_millis(200)).await?;
@@ -45,7 +45,7 @@ async fn producer(main: Queue<Msg>, ids: u32) -> Result<(), QueueError> {
 }
 
 /// The buggy handler: on `end` it forgets its queue's route and loops on.
-async fn handler(id: u32, q: Queue<Msg>, routes: Routes) -> Result<(), QueueError> {
+async fn handler(id: u32, q: Queue<Msg>, routes: Routes) -> Result<(), Error> {
     loop {
         let msg = q.get().await?;
         log::info!(target: "destroyed_pending", "handler-{id} got {msg:?}");
@@ -58,7 +58,7 @@ async fn handler(id: u32, q: Queue<Msg>, routes: Routes) -> Result<(), QueueErro
 
 /// The fixed handler: on `end` it cancels itself, and its next `get()`
 /// delivers the cancellation, which it catches.
-async fn fixed_handler(id: u32, q: Queue<Msg>, routes: Routes) -> Result<(), QueueError> {
+async fn fixed_handler(id: u32, q: Queue<Msg>, routes: Routes) -> Result<(), Error> {
     loop {
         match q.get().await {
             Ok(msg) => {
@@ -72,13 +72,13 @@ async fn fixed_handler(id: u32, q: Queue<Msg>, routes: Routes) -> Result<(), Que
                 log::info!(target: "destroyed_pending", "handler-{id}: cancelled success");
                 return Ok(());
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
     }
 }
 
 /// Reads the main queue and routes each message to its id's handler.
-async fn consumer(main: Queue<Msg>, ids: u32, fixed: bool) -> Result<(), QueueError> {
+async fn consumer(main: Queue<Msg>, ids: u32, fixed: bool) -> Result<(), Error> {
     let routes: Routes = Rc::default();
     for _ in 0..2 * ids {
         match main.get().await? {
@@ -94,12 +94,12 @@ async fn consumer(main: Queue<Msg>, ids: u32, fixed: bool) -> Result<(), QueueEr
                 task.set_name(format!("handler-{id}"));
                 // As in the original: nobody keeps the task.
                 drop(task);
-                q.put_nowait(Msg::Start(id)).map_err(QueueError::from)?;
+                q.put_nowait(Msg::Start(id)).map_err(|e| e.into_parts().0)?;
             }
             Msg::End(id) => {
                 let q = routes.borrow().get(&id).cloned();
                 if let Some(q) = q {
-                    q.put_nowait(Msg::End(id)).map_err(QueueError::from)?;
+                    q.put_nowait(Msg::End(id)).map_err(|e| e.into_parts().0)?;
                 }
             }
         }
@@ -115,10 +115,8 @@ pub fn run(ids: u32, fixed: bool) {
     let main = Queue::<Msg>::new(0);
     let p = lp.create_task(producer(main.clone(), ids)).expect("a task");
     let out = lp.run_until_complete(consumer(main, ids, fixed));
-    out.expect("the loop ran").expect("the consumer finished");
-    lp.run_until_complete(async move { p.await })
-        .expect("the loop ran")
-        .expect("the producer finished");
+    out.expect("the consumer finished");
+    lp.run_until_complete(p).expect("the producer finished");
     lp.close().expect("closed");
 }
 

@@ -49,10 +49,9 @@ pub fn offloaded() {
     let lp = debug_loop();
     let r = lp
         .run_until_complete(async {
-            let lp = get_running_loop().expect("inside the loop");
-            lp.run_in_executor(blocking_work).await
+            let lp = get_running_loop()?;
+            Ok(lp.run_in_executor(blocking_work).await?)
         })
-        .expect("ran")
         .expect("the job finished");
     log::info!(target: "slow_callback", "executor: {r}");
     lp.close().expect("closed");

@@ -13,15 +13,13 @@ use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 use std::time::Duration;
 
-use aioloop::{
-    create_task, gather, sleep, CancelledError, EventLoop, ExceptionHandler, LoopError, LoopRef,
-};
+use aioloop::{create_task, gather, sleep, Error, EventLoop, ExceptionHandler, LoopRef};
 
 fn say(lp: &LoopRef, what: &str) {
     println!("[{:>7.3} s] {what}", lp.time());
 }
 
-fn main() -> Result<(), LoopError> {
+fn main() -> Result<(), Error> {
     let lp = EventLoop::new()?;
     let r = lp.loop_ref();
     say(&r, &format!("created {lp:?}"));
@@ -135,9 +133,8 @@ fn main() -> Result<(), LoopError> {
                 say(&lw, "worker: cleanup done, re-raising");
                 return Err(c);
             }
-            Ok::<_, CancelledError>("slept well")
-        })
-        .expect("the loop is running");
+            Ok("slept well")
+        })?;
         worker.set_name("worker");
         sleep(Duration::from_millis(10)).await?;
         say(&l, &format!("main: cancelling {worker:?}"));
@@ -156,14 +153,11 @@ fn main() -> Result<(), LoopError> {
         let mut children = Vec::new();
         for (name, ms) in [("slow", 30u64), ("fast", 10), ("medium", 20)] {
             let lc = l.clone();
-            children.push(
-                create_task(async move {
-                    sleep(Duration::from_millis(ms)).await?;
-                    say(&lc, &format!("gather child {name} done after {ms} ms"));
-                    Ok::<_, CancelledError>(name)
-                })
-                .expect("the loop is running"),
-            );
+            children.push(create_task(async move {
+                sleep(Duration::from_millis(ms)).await?;
+                say(&lc, &format!("gather child {name} done after {ms} ms"));
+                Ok(name)
+            })?);
         }
         let names = gather(children).await;
         say(&l, &format!("main: gather -> {names:?} (input order)"));
@@ -193,7 +187,7 @@ fn main() -> Result<(), LoopError> {
             Ok(v) => say(&l, &format!("main: executor job -> 10! = {v}")),
             Err(e) => say(&l, &format!("main: executor job failed: {e}")),
         }
-        Ok::<_, CancelledError>(42)
+        Ok(42)
     })?;
     say(&r, &format!("run_until_complete -> {outcome:?}"));
     lp.close()?;

@@ -8,11 +8,11 @@
 
 use std::time::Duration;
 
-use aioloop::{create_task, sleep, EventLoop};
+use aioloop::{create_task, sleep, Error, EventLoop};
 
 /// The guide's `bug()`: raises at once.
-async fn bug() -> Result<(), String> {
-    Err("not consumed".to_owned())
+async fn bug() -> Result<(), Error> {
+    Err(Error::msg("not consumed"))
 }
 
 /// Nobody retrieves the failure: reported when the task handle goes.
@@ -22,7 +22,6 @@ pub fn unretrieved() {
         drop(create_task(bug()).expect("running")); // ensure_future(bug())
         sleep(Duration::from_secs(1)).await
     })
-    .expect("ran")
     .expect("finished");
     lp.close().expect("closed");
 }
@@ -31,12 +30,12 @@ pub fn unretrieved() {
 pub fn handled() {
     let lp = EventLoop::with_virtual_clock().expect("a loop");
     lp.run_until_complete(async {
-        let t = create_task(bug()).expect("running");
+        let t = create_task(bug())?;
         if let Err(e) = t.await {
             log::info!(target: "unretrieved_exception", "exception consumed: {e}");
         }
+        Ok(())
     })
-    .expect("ran")
     .expect("the handler task finished");
     lp.close().expect("closed");
 }
@@ -44,7 +43,7 @@ pub fn handled() {
 /// Fix 2: `run_until_complete` returns the failure to its caller.
 pub fn returned() {
     let lp = EventLoop::with_virtual_clock().expect("a loop");
-    let out = lp.run_until_complete(bug()).expect("ran");
+    let out = lp.run_until_complete(bug());
     log::info!(target: "unretrieved_exception", "run_until_complete returned {out:?}");
     lp.close().expect("closed");
 }

@@ -118,9 +118,8 @@ impl LoopRef {
     /// let dump = lp
     ///     .run_until_complete(async {
     ///         sleep(Duration::from_secs(1)).await.unwrap();
-    ///         Ok::<_, std::convert::Infallible>(aioloop::get_running_loop().unwrap().dump_tasks())
+    ///         Ok::<_, aioloop::Error>(aioloop::get_running_loop().unwrap().dump_tasks())
     ///     })
-    ///     .unwrap()
     ///     .unwrap();
     /// let napper = dump.tasks.iter().find(|t| t.name == "napper").unwrap();
     /// assert_eq!(napper.state, aioloop::dump::DumpState::Waiting);

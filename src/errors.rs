@@ -138,7 +138,10 @@ impl fmt::Display for LoopError {
             }
             LoopError::AwaitOnItself(task) => write!(f, "Task cannot await on itself: {task}"),
             LoopError::DifferentLoop(task, fut) => {
-                write!(f, "Task {task} got Future {fut} attached to a different loop")
+                write!(
+                    f,
+                    "Task {task} got Future {fut} attached to a different loop"
+                )
             }
         }
     }
@@ -601,6 +604,24 @@ impl Error {
         Error::from_kind(ErrorKind::Cancelled(CancelledError::new(msg)))
     }
 
+    /// Wraps an error that is already boxed (as `anyhow`'s `from_boxed`):
+    /// `?` cannot take a `Box<dyn Error>`, which is no `Error` itself.
+    ///
+    /// ```
+    /// let b: Box<dyn std::error::Error + Send + Sync> = "bad".into();
+    /// let e = aioloop::Error::from_boxed(b);
+    /// assert_eq!(e.to_string(), "bad");
+    /// ```
+    pub fn from_boxed(e: Box<dyn std::error::Error + Send + Sync>) -> Self {
+        match e.downcast::<CancelledError>() {
+            Ok(c) => Error::from_kind(ErrorKind::Cancelled(*c)),
+            Err(e) => match e.downcast::<io::Error>() {
+                Ok(io) => Error::from_kind(ErrorKind::Io(*io)),
+                Err(e) => Error::from_kind(ErrorKind::Other(e)),
+            },
+        }
+    }
+
     pub(crate) fn from_kind(kind: ErrorKind) -> Self {
         Error {
             inner: Arc::new(kind),
@@ -742,13 +763,14 @@ impl<M: fmt::Display> fmt::Display for Message<M> {
     }
 }
 
-impl<M: fmt::Debug> fmt::Debug for Message<M> {
+impl<M: fmt::Display> fmt::Debug for Message<M> {
+    /// Python's `repr(Exception('message'))`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
+        py_repr(f, "Exception", Some(&self.0.to_string()))
     }
 }
 
-impl<M: fmt::Display + fmt::Debug> std::error::Error for Message<M> {}
+impl<M: fmt::Display> std::error::Error for Message<M> {}
 
 /// Takes `e` as a `T`, if it is one. Resolved at compile time per `E`.
 fn take_as<T: 'static, E: 'static>(e: &mut Option<E>) -> Option<T> {
@@ -803,8 +825,6 @@ impl<E: std::error::Error + Send + Sync + 'static> From<E> for Error {
             ErrorKind::Group(g)
         } else if let Some(io) = take_as::<io::Error, E>(&mut e) {
             ErrorKind::Io(io)
-        } else if let Some(b) = take_as::<Box<dyn std::error::Error + Send + Sync>, E>(&mut e) {
-            ErrorKind::Other(b)
         } else {
             match e.take() {
                 Some(e) => ErrorKind::Other(Box::new(e)),
@@ -863,22 +883,70 @@ impl fmt::Display for Error {
 }
 
 impl fmt::Debug for Error {
-    /// asyncio's repr style: `CancelledError('msg')`, `TimeoutError()`,
-    /// `RuntimeError('Event loop is closed')`; the application's own error
-    /// with its own `Debug`.
+    /// asyncio's repr: `CancelledError('msg')`, `TimeoutError()`,
+    /// `RuntimeError('Event loop is closed')`, `QueueShutDown()`,
+    /// `BrokenBarrierError('Barrier aborted')`; a panic as `panic('msg')`;
+    /// the application's own error with its own `Debug`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let class = self.kind().class_name();
         match self.kind() {
-            ErrorKind::Cancelled(c) => match c.message() {
-                Some(m) => write!(f, "CancelledError({m:?})"),
-                None => f.write_str("CancelledError()"),
-            },
-            ErrorKind::Timeout(_) => f.write_str("TimeoutError()"),
-            ErrorKind::Panic(p) => write!(f, "panic({:?})", p.message()),
+            ErrorKind::Cancelled(c) => py_repr(f, class, c.message()),
+            ErrorKind::Timeout(_) => py_repr(f, class, None),
+            ErrorKind::Queue(q) if !matches!(q, QueueError::TaskDoneTooManyTimes) => {
+                py_repr(f, class, None)
+            }
+            ErrorKind::Queue(_) => py_repr(f, class, Some("task_done() called too many times")),
+            ErrorKind::Sync(
+                SyncError::Runtime(m) | SyncError::Value(m) | SyncError::BrokenBarrier(m),
+            ) => py_repr(f, class, Some(m)),
+            ErrorKind::Panic(p) => py_repr(f, class, Some(p.message())),
+            ErrorKind::Group(g) => {
+                write!(
+                    f,
+                    "ExceptionGroup({}, {:?})",
+                    PyStr(g.message()),
+                    g.exceptions()
+                )
+            }
             ErrorKind::Other(e) => fmt::Debug::fmt(e, f),
-            ErrorKind::Group(g) => write!(f, "ExceptionGroup({:?}, {:?})", g.message(), g.exceptions()),
             ErrorKind::Io(e) => fmt::Debug::fmt(e, f),
-            k => write!(f, "{}({:?})", k.class_name(), k.to_string()),
+            k => py_repr(f, class, Some(&k.to_string())),
         }
+    }
+}
+
+/// `Class('message')` or `Class()`, as Python's `repr` of an exception.
+fn py_repr(f: &mut fmt::Formatter<'_>, class: &str, msg: Option<&str>) -> fmt::Result {
+    match msg {
+        Some(m) => write!(f, "{class}({})", PyStr(m)),
+        None => write!(f, "{class}()"),
+    }
+}
+
+/// A string as Python's `repr` writes it: single quotes unless the text
+/// holds one and no double quote.
+struct PyStr<'a>(&'a str);
+
+impl fmt::Display for PyStr<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0;
+        let q = if s.contains('\'') && !s.contains('"') {
+            '"'
+        } else {
+            '\''
+        };
+        write!(f, "{q}")?;
+        for c in s.chars() {
+            match c {
+                '\\' => f.write_str("\\\\")?,
+                '\n' => f.write_str("\\n")?,
+                '\t' => f.write_str("\\t")?,
+                '\r' => f.write_str("\\r")?,
+                c if c == q => write!(f, "\\{c}")?,
+                c => write!(f, "{c}")?,
+            }
+        }
+        write!(f, "{q}")
     }
 }
 
@@ -982,3 +1050,67 @@ macro_rules! tuple_output {
 tuple_output!(A, B);
 tuple_output!(A, B, C);
 tuple_output!(A, B, C, D);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_is_asyncios_repr() {
+        // Python 3.13: repr(asyncio.CancelledError('m')) == "CancelledError('m')",
+        // repr(TimeoutError()) == 'TimeoutError()', repr(asyncio.QueueShutDown())
+        // == 'QueueShutDown()', repr(RuntimeError("it's")) == 'RuntimeError("it\'s")'.
+        assert_eq!(
+            format!("{:?}", Error::cancelled(Some("m".into()))),
+            "CancelledError('m')"
+        );
+        assert_eq!(format!("{:?}", Error::cancelled(None)), "CancelledError()");
+        assert_eq!(format!("{:?}", Error::from(TimeoutError)), "TimeoutError()");
+        assert_eq!(
+            format!("{:?}", Error::from(QueueError::ShutDown)),
+            "QueueShutDown()"
+        );
+        assert_eq!(
+            format!(
+                "{:?}",
+                Error::from(SyncError::BrokenBarrier("Barrier aborted"))
+            ),
+            "BrokenBarrierError('Barrier aborted')"
+        );
+        assert_eq!(
+            format!("{:?}", Error::from(LoopError::Closed)),
+            "RuntimeError('Event loop is closed')"
+        );
+        assert_eq!(format!("{:?}", Error::msg("no")), "Exception('no')");
+        assert_eq!(
+            format!("{:?}", Error::from(ValueError::new("it's"))),
+            "ValueError(\"it's\")"
+        );
+    }
+
+    #[test]
+    fn a_cancellation_keeps_its_kind_through_every_conversion() {
+        let c = CancelledError::new(Some("bye".into()));
+        for e in [
+            Error::from(c.clone()),
+            Error::from(SyncError::Cancelled(c.clone())),
+            Error::from(QueueError::Cancelled(c.clone())),
+            Error::from(ExecutorError::Cancelled(c.clone())),
+            Error::from_boxed(Box::new(c.clone())),
+        ] {
+            assert!(matches!(e.kind(), ErrorKind::Cancelled(_)), "{e:?}");
+            assert_eq!(e.as_cancelled(), Some(&c));
+        }
+    }
+
+    #[test]
+    fn an_error_is_one_pointer_and_crosses_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Error>();
+        assert_eq!(std::mem::size_of::<Error>(), std::mem::size_of::<usize>());
+        assert_eq!(
+            std::mem::size_of::<Result<(), Error>>(),
+            std::mem::size_of::<usize>()
+        );
+    }
+}

@@ -95,8 +95,8 @@ type Job = Box<dyn FnOnce(&AtomicUsize) + Send + 'static>;
 /// let pool = ThreadPool::new(2);
 /// let lp = EventLoop::new().unwrap();
 /// let v = lp.run_until_complete(async move {
-///     pool.submit(|| 6 * 7)?.await
-/// }).unwrap().unwrap();
+///     Ok(pool.submit(|| 6 * 7)?.await?)
+/// }).unwrap();
 /// assert_eq!(v, 42);
 /// ```
 pub struct ThreadPool {
@@ -349,7 +349,6 @@ impl std::error::Error for ExecutorError {
     }
 }
 
-
 impl From<CancelledError> for ExecutorError {
     fn from(c: CancelledError) -> Self {
         ExecutorError::Cancelled(c)
@@ -543,8 +542,8 @@ impl LoopRef {
     /// let v = lp.run_until_complete(async {
     ///     let lp = get_running_loop().unwrap();
     ///     let n = lp.run_in_executor(|| std::fs::read_dir(".").map(|d| d.count())).await?;
-    ///     Ok::<_, Box<dyn std::error::Error>>(n?)
-    /// }).unwrap().unwrap();
+    ///     Ok::<_, aioloop::Error>(n?)
+    /// }).unwrap();
     /// assert!(v > 0);
     /// ```
     pub fn run_in_executor<F, R>(&self, f: F) -> ExecutorFuture<R>
@@ -570,9 +569,9 @@ impl LoopRef {
     /// let lp = EventLoop::new().unwrap();
     /// let p = pool.clone();
     /// let name = lp.run_until_complete(async move {
-    ///     let lp = get_running_loop().unwrap();
-    ///     lp.run_in_executor_on(&p, || std::thread::current().name().map(String::from)).await
-    /// }).unwrap().unwrap();
+    ///     let lp = get_running_loop()?;
+    ///     Ok(lp.run_in_executor_on(&p, || std::thread::current().name().map(String::from)).await?)
+    /// }).unwrap();
     /// assert_eq!(name.as_deref(), Some("aioloop-executor-0"));
     /// ```
     pub fn run_in_executor_on<F, R>(&self, pool: &ThreadPool, f: F) -> ExecutorFuture<R>
@@ -701,7 +700,9 @@ impl LoopRef {
                         }
                         Err(e) => match e.as_cancelled() {
                             Some(c) => Err(ExecutorError::Cancelled(c.clone())),
-                            None => unreachable!("the shutdown helper neither panics nor fails: {e:?}"),
+                            None => {
+                                unreachable!("the shutdown helper neither panics nor fails: {e:?}")
+                            }
                         },
                     }
                 }

@@ -94,7 +94,12 @@ impl<T> Drop for FutureInner<T> {
     fn drop(&mut self) {
         // The last handle is gone: an exception nobody looked at is
         // reported now, as asyncio's `Future.__del__` does.
-        if let Some(err) = self.unretrieved.get().then(|| self.outcome.failure()).flatten() {
+        if let Some(err) = self
+            .unretrieved
+            .get()
+            .then(|| self.outcome.failure())
+            .flatten()
+        {
             let text = format!("{err:?}");
             let repr = match self.site {
                 Some(s) => format!(
@@ -293,7 +298,8 @@ impl<T: 'static> Future<T> {
     /// Cancels with a message, which every awaiter's `CancelledError` carries.
     pub fn cancel_with(&self, msg: impl Into<String>) -> bool {
         self.inner.unretrieved.set(false);
-        self.complete(Err(Error::cancelled(Some(msg.into())))).is_ok()
+        self.complete(Err(Error::cancelled(Some(msg.into()))))
+            .is_ok()
     }
 
     /// True once done, whichever way.

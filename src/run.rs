@@ -135,13 +135,11 @@ fn cancel_all_tasks(lp: &LoopRef) {
             continue;
         }
         if let Some(e) = t.failure() {
-            let mut context = ExceptionContext::new(
-                "unhandled exception during asyncio.run() shutdown",
-            )
-            .with_task(format!("{t:?}"));
+            let mut context =
+                ExceptionContext::new("unhandled exception during asyncio.run() shutdown")
+                    .with_task(format!("{t:?}"));
             context.exception = Some(std::rc::Rc::new(e.into_std()));
             lp.call_exception_handler(&context);
         }
     }
 }
-

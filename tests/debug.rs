@@ -47,7 +47,6 @@ fn an_awaitable_dropped_unpolled_is_reported_with_where_it_was_created() {
         // Awaited ones are not reported.
         sleep(secs(1)).await.unwrap();
     })
-    .unwrap()
     .unwrap();
     let got: Vec<String> = logs("asyncio").into_iter().map(|(_, t)| t).collect();
     let file = "tests/debug.rs";
@@ -74,7 +73,6 @@ fn outside_debug_mode_nothing_is_reported() {
     lp.run_until_complete(async {
         drop(sleep(secs(1)));
     })
-    .unwrap()
     .unwrap();
     drop(lp);
     assert!(logs("asyncio").is_empty());
@@ -110,7 +108,7 @@ fn the_task_dump_names_each_task_its_state_and_what_it_waits_on() {
         .run_until_complete(async {
             let q = Queue::<u8>::new(0);
             let q2 = q.clone();
-            let getter = aioloop::create_task(async move { q2.get().await }).unwrap();
+            let getter = aioloop::create_task(async move { Ok(q2.get().await?) }).unwrap();
             getter.set_name("getter");
             let napper = aioloop::create_task(sleep(secs(60))).unwrap();
             napper.set_name("napper");
@@ -121,9 +119,8 @@ fn the_task_dump_names_each_task_its_state_and_what_it_waits_on() {
             me.set_name("main");
             let dump = aioloop::get_running_loop().unwrap().dump_tasks();
             drop(q);
-            Ok::<_, std::convert::Infallible>(dump)
+            Ok(dump)
         })
-        .unwrap()
         .unwrap();
     let by_name = |n: &str| dump.tasks.iter().find(|t| t.name == n).unwrap().clone();
     assert_eq!(by_name("main").state, DumpState::Running);
@@ -175,9 +172,9 @@ fn a_slow_task_step_is_reported_with_the_task_and_where_it_was_created() {
             .iter()
             .find(|t| t.state == aioloop::dump::DumpState::Running)
             .unwrap();
-        Ok::<_, std::convert::Infallible>(me.steps)
+        Ok(me.steps)
     });
-    let main_steps = out.unwrap().unwrap().expect("counted in debug mode");
+    let main_steps = out.unwrap().expect("counted in debug mode");
     assert!(
         main_steps.0 >= 1,
         "the main task's earlier steps were counted"

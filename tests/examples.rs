@@ -106,7 +106,7 @@ fn unretrieved_exception_is_reported_and_both_fixes_silence_it() {
         .starts_with("Task exception was never retrieved\nfuture: <Task finished name='Task-"));
     assert!(reports[0].contains("created at tests/../examples/unretrieved_exception.rs:"));
     assert!(
-        reports[0].ends_with("exception=\"not consumed\">\n\"not consumed\""),
+        reports[0].ends_with("exception=Exception('not consumed')>\nException('not consumed')"),
         "{}",
         reports[0]
     );
@@ -119,7 +119,7 @@ fn unretrieved_exception_is_reported_and_both_fixes_silence_it() {
         texts("unretrieved_exception"),
         [
             "exception consumed: not consumed",
-            "run_until_complete returned Err(Exception(\"not consumed\"))"
+            "run_until_complete returned Err(Exception('not consumed'))"
         ]
     );
 }

@@ -16,21 +16,24 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use aioloop::{
-    create_task, get_running_loop, sleep, timeout, CancelledError, EventLoop, ExecutorError,
-    LoopRef, TaskOutput, ThreadPool, WaitForError,
+    create_task, get_running_loop, sleep, timeout, Error, EventLoop, ExecutorError, LoopRef,
+    ThreadPool,
 };
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-/// Awaits `fut`, failing the test if it takes longer than `LIMIT`.
-async fn within<F>(fut: F) -> Result<<F::Output as TaskOutput>::Ok, <F::Output as TaskOutput>::Err>
+/// Awaits `fut` and gives back its output as is, failing the test if it
+/// takes longer than `LIMIT`.
+async fn within<F>(fut: F) -> F::Output
 where
     F: IntoFuture,
-    F::Output: TaskOutput,
+    F::Output: 'static,
 {
-    match timeout(LIMIT).run(fut).await {
-        Ok(v) => Ok(v),
-        Err(WaitForError::Exception(e)) => Err(e),
+    let cm = timeout(LIMIT).expect("inside a running loop");
+    let fut = fut.into_future();
+    match cm.run(async move { Ok::<_, Error>(fut.await) }).await {
+        Ok(v) if !cm.expired() => v,
+        Ok(_) => panic!("not within {LIMIT:?}"),
         Err(e) => panic!("not within {LIMIT:?}: {e:?}"),
     }
 }
@@ -54,9 +57,8 @@ fn results_come_back_to_the_awaiting_task() {
         .run_until_complete(async {
             let a = within(running().run_in_executor(|| 6 * 7)).await?;
             let b = within(running().run_in_executor(|| String::from("text"))).await?;
-            Ok::<_, ExecutorError>((a, b))
+            Ok::<_, Error>((a, b))
         })
-        .unwrap()
         .unwrap();
     assert_eq!(v, (42, "text".to_owned()));
 }
@@ -85,9 +87,8 @@ fn a_pool_runs_at_least_max_workers_jobs_at_once() {
             for f in futs {
                 names.insert(within(f).await.unwrap());
             }
-            Ok::<_, std::convert::Infallible>(names)
+            Ok::<_, Error>(names)
         })
-        .unwrap()
         .unwrap();
     let expected: BTreeSet<String> = (0..4).map(|n| format!("aioloop-executor-{n}")).collect();
     assert_eq!(names, expected, "named workers, started up to the maximum");
@@ -111,7 +112,6 @@ fn the_default_executor_runs_jobs_in_parallel_too() {
             within(f).await.unwrap();
         }
     })
-    .unwrap()
     .unwrap();
 }
 
@@ -129,7 +129,6 @@ fn an_idle_worker_takes_the_next_job_instead_of_a_new_thread() {
                 .unwrap();
         }
     })
-    .unwrap()
     .unwrap();
     assert_eq!(pool.workers(), 1);
 }
@@ -167,7 +166,6 @@ fn a_panicking_job_is_the_awaited_error_and_the_pool_survives() {
             .unwrap();
             (err, after)
         })
-        .unwrap()
         .unwrap();
     match err {
         ExecutorError::Panicked(p) => assert_eq!(p.message(), "boom"),
@@ -212,7 +210,7 @@ fn cancelling_the_awaiting_task_lets_the_job_finish_and_drops_its_result() {
             drop(out);
             panic!("the result is never delivered");
             #[allow(unreachable_code)]
-            Ok::<(), ExecutorError>(())
+            Ok::<(), Error>(())
         })
         .unwrap();
         recv_on_executor(started_rx).await;
@@ -226,7 +224,6 @@ fn cancelling_the_awaiting_task_lets_the_job_finish_and_drops_its_result() {
         assert!(finished.load(Ordering::SeqCst), "the job ran to its end");
         assert_eq!(DROPPED.load(Ordering::SeqCst), 1, "its result was dropped");
     })
-    .unwrap()
     .unwrap();
 }
 
@@ -254,34 +251,56 @@ fn an_abandoned_result_whose_drop_panics_does_not_kill_the_worker() {
             // Dropping the future abandons the result: the worker drops it.
             drop(fut);
             release_tx.send(()).unwrap();
-            within(
+            let name = within(
                 running()
                     .run_in_executor_on(&p, || std::thread::current().name().unwrap().to_owned()),
             )
-            .await
+            .await?;
+            Ok::<_, Error>(name)
         })
-        .unwrap()
         .unwrap();
     assert_eq!(name, "aioloop-executor-0", "the only worker lived on");
 }
 
+/// An application error that wraps a boxed one (its `source()`).
+#[derive(Debug)]
+struct Wrapped(Box<dyn std::error::Error + Send + Sync>);
+
+impl std::fmt::Display for Wrapped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "wrapped: {}", self.0)
+    }
+}
+
+impl std::error::Error for Wrapped {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
 #[test]
 fn a_cancellation_boxed_by_question_mark_still_ends_the_task_cancelled() {
-    // `?` turns ExecutorError::Cancelled into a Box<dyn Error>; aioloop finds
-    // the CancelledError in its source() chain, so the task ends cancelled,
-    // as asyncio's does when CancelledError propagates.
+    // `?` turns ExecutorError::Cancelled into a Box<dyn Error>, which the
+    // application wraps in its own error type (a `Box<dyn Error>` itself is
+    // no `std::error::Error`); aioloop finds the CancelledError in its
+    // source() chain, so the task ends cancelled, as asyncio's does when
+    // CancelledError propagates.
     let lp = EventLoop::new().unwrap();
     let (started_tx, started_rx) = mpsc::channel();
     let (release_tx, release_rx) = mpsc::channel::<()>();
     lp.run_until_complete(async move {
-        let task = create_task(async move {
+        let boxed = async move {
             running()
                 .run_in_executor(move || {
                     started_tx.send(()).unwrap();
                     let _ = release_rx.recv_timeout(LIMIT);
                 })
                 .await?;
-            Ok::<(), Box<dyn std::error::Error>>(())
+            Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+        };
+        let task = create_task(async move {
+            boxed.await.map_err(Wrapped)?;
+            Ok(())
         })
         .unwrap();
         recv_on_executor(started_rx).await;
@@ -289,12 +308,13 @@ fn a_cancellation_boxed_by_question_mark_still_ends_the_task_cancelled() {
         let _ = within(task.as_ref().wait_done()).await;
         release_tx.send(()).unwrap();
         assert!(task.cancelled(), "ended cancelled, not failed");
-        match task.await {
-            Err(aioloop::TaskError::Cancelled(c)) => assert_eq!(c.message(), Some("bye")),
-            other => panic!("{other:?}"),
-        }
+        let err = task.await.unwrap_err();
+        assert!(
+            matches!(err.kind(), aioloop::ErrorKind::Other(_)),
+            "the application's error is kept: {err:?}"
+        );
+        assert_eq!(err.as_cancelled().map(|c| c.message()), Some(Some("bye")));
     })
-    .unwrap()
     .unwrap();
 }
 
@@ -316,7 +336,7 @@ fn a_task_may_catch_the_cancellation_and_go_on() {
                     panic!("expected a cancellation, got {first:?}");
                 };
                 let again = within(running().run_in_executor(|| 5)).await?;
-                Ok::<_, ExecutorError>((c.message().map(String::from), again))
+                Ok::<_, Error>((c.message().map(String::from), again))
             })
             .unwrap();
             recv_on_executor(started_rx).await;
@@ -324,9 +344,8 @@ fn a_task_may_catch_the_cancellation_and_go_on() {
             let out = within(task.as_ref().wait_done()).await;
             release_tx.send(()).unwrap();
             drop(out);
-            Ok::<_, std::convert::Infallible>(task.result())
+            Ok::<_, Error>(task.result())
         })
-        .unwrap()
         .unwrap();
     assert_eq!(out.unwrap(), (Some("stop".to_owned()), 5));
 }
@@ -348,9 +367,12 @@ fn shutdown_refuses_new_jobs_with_concurrent_futures_wording() {
     let lp = EventLoop::new().unwrap();
     let pool = Arc::new(pool);
     let err = lp
-        .run_until_complete(async move { running().run_in_executor_on(&pool, || 1).await })
+        .run_until_complete(async move {
+            Ok::<_, Error>(running().run_in_executor_on(&pool, || 1).await)
+        })
         .unwrap()
         .unwrap_err();
+    assert!(matches!(err, ExecutorError::Shutdown));
     assert_eq!(
         err.to_string(),
         "cannot schedule new futures after shutdown"
@@ -388,7 +410,9 @@ fn a_pool_is_send_and_sync_and_accepts_jobs_from_any_thread() {
         .join()
         .unwrap();
     let lp = EventLoop::new().unwrap();
-    let v = lp.run_until_complete(within(fut)).unwrap().unwrap();
+    let v = lp
+        .run_until_complete(async move { Ok::<_, Error>(within(fut).await?) })
+        .unwrap();
     assert_eq!(v, 7);
 }
 
@@ -426,7 +450,6 @@ fn shutdown_default_executor_waits_for_running_jobs_without_blocking_the_loop() 
         assert!(matches!(err, ExecutorError::DefaultExecutorShutdown));
         assert_eq!(err.to_string(), "Executor shutdown has been called");
     })
-    .unwrap()
     .unwrap();
 }
 
@@ -437,9 +460,8 @@ fn shutdown_default_executor_without_one_still_refuses_later_jobs() {
     let err = lp
         .run_until_complete(async {
             running().shutdown_default_executor(None).await?;
-            Ok::<_, CancelledError>(running().run_in_executor(|| ()).await.unwrap_err())
+            Ok::<_, Error>(running().run_in_executor(|| ()).await.unwrap_err())
         })
-        .unwrap()
         .unwrap();
     assert_eq!(err.to_string(), "Executor shutdown has been called");
 }
@@ -467,7 +489,6 @@ fn shutdown_default_executor_timeout_logs_asyncios_warning_and_returns() {
             .unwrap();
         release_tx.send(()).unwrap();
     })
-    .unwrap()
     .unwrap();
     let logs = util::logs("asyncio");
     assert_eq!(

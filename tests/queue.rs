@@ -13,9 +13,7 @@ use std::time::Duration;
 
 use aioloop::queue::{LifoQueue, PriorityQueue, PutError, Queue, QueueError};
 use aioloop::sync::Event;
-use aioloop::{
-    create_task, sleep, wait_for, CancelledError, EventLoop, Exception, Task, WaitForError,
-};
+use aioloop::{create_task, sleep, wait_for, CancelledError, Error, ErrorKind, EventLoop, Task};
 use util::{run, secs, Recorder};
 
 /// Lets every task that can run, run (the virtual clock makes it instant).
@@ -25,30 +23,32 @@ async fn settle() {
 
 /// The task's result once everything runnable ran: a test whose task
 /// would wait for ever fails here instead of hanging the loop.
-async fn finished<T: 'static, E: Exception>(t: Task<T, E>) -> T {
+async fn finished<T: Clone + 'static>(t: Task<T>) -> T {
     settle().await;
     assert!(t.done(), "the task is still waiting");
     t.await.unwrap()
 }
 
 /// A task that gets one item from `q` and records `(name, result)`.
-fn getter(q: &Queue<u32>, name: &'static str, rec: &Recorder<String>) -> Task<(), QueueError> {
+fn getter(q: &Queue<u32>, name: &'static str, rec: &Recorder<String>) -> Task<()> {
     let (q, rec) = (q.clone(), rec.clone());
     create_task(async move {
         let got = q.get().await;
         rec.push(format!("{name} {got:?}"));
-        got.map(drop)
+        got?;
+        Ok(())
     })
     .unwrap()
 }
 
 /// A task that puts `x` into `q` and records `(x, result)`.
-fn putter(q: &Queue<u32>, x: u32, rec: &Recorder<String>) -> Task<(), QueueError> {
+fn putter(q: &Queue<u32>, x: u32, rec: &Recorder<String>) -> Task<()> {
     let (q, rec) = (q.clone(), rec.clone());
     create_task(async move {
         let res = q.put(x).await.map_err(PutError::into_parts);
         rec.push(format!("put {x} {res:?}"));
-        res.map_err(|(kind, _)| kind)
+        res.map_err(|(kind, _)| kind)?;
+        Ok(())
     })
     .unwrap()
 }
@@ -75,7 +75,7 @@ fn fifo_lifo_and_priority_queues_serve_in_their_order() {
         assert_eq!(l, [5, 1, 4, 1, 3]);
         assert_eq!(p, [1, 1, 3, 4, 5]);
         assert!(fifo.empty() && lifo.empty() && prio.empty());
-        Ok::<_, QueueError>(())
+        Ok::<_, Error>(())
     });
 }
 
@@ -95,7 +95,7 @@ fn put_waits_while_full_and_a_get_lets_it_in() {
                         q.put(x).await?;
                         rec.push(format!("put {x}"));
                     }
-                    Ok::<_, QueueError>(())
+                    Ok::<_, Error>(())
                 })
                 .unwrap()
             };
@@ -111,7 +111,7 @@ fn put_waits_while_full_and_a_get_lets_it_in() {
             assert_eq!(rec.take(), ["put 3"]);
             assert!(producer.done());
             assert_eq!((q.get_nowait()?, q.get_nowait()?), (2, 3));
-            Ok::<_, QueueError>(())
+            Ok::<_, Error>(())
         }
     });
 }
@@ -138,7 +138,7 @@ fn waiting_getters_are_served_in_the_order_they_started_waiting() {
             for t in tasks {
                 finished(t).await;
             }
-            Ok::<_, QueueError>(())
+            Ok::<_, Error>(())
         }
     });
     assert_eq!(rec.take(), ["g0 Ok(10)", "g1 Ok(11)", "g2 Ok(12)"]);
@@ -164,7 +164,7 @@ fn waiting_putters_are_served_in_the_order_they_started_waiting() {
             for t in tasks {
                 finished(t).await;
             }
-            Ok::<_, QueueError>(())
+            Ok::<_, Error>(())
         }
     });
     assert_eq!(rec.take(), ["put 1 Ok(())", "put 2 Ok(())", "put 3 Ok(())"]);
@@ -205,7 +205,7 @@ fn join_waits_for_a_task_done_per_item_and_too_many_calls_are_a_value_error() {
                 create_task(async move {
                     q.join().await?;
                     rec.push(format!("joined at {}", util::now()));
-                    Ok::<_, QueueError>(())
+                    Ok::<_, Error>(())
                 })
                 .unwrap()
             };
@@ -223,7 +223,7 @@ fn join_waits_for_a_task_done_per_item_and_too_many_calls_are_a_value_error() {
                 QueueError::TaskDoneTooManyTimes.to_string(),
                 "ValueError: task_done() called too many times"
             );
-            Ok::<_, QueueError>(())
+            Ok::<_, Error>(())
         }
     });
     assert_eq!(rec.take(), ["joined at 2"]);
@@ -239,14 +239,18 @@ fn a_released_join_returns_even_if_an_item_is_put_before_it_runs() {
         q.put_nowait(1).unwrap();
         let joiner = {
             let q = q.clone();
-            create_task(async move { q.join().await.map(|()| q.qsize()) }).unwrap()
+            create_task(async move {
+                q.join().await?;
+                Ok(q.qsize())
+            })
+            .unwrap()
         };
         settle().await;
         q.get_nowait()?;
         q.task_done()?;
         q.put_nowait(2).unwrap();
         assert_eq!(finished(joiner).await, 1);
-        Ok::<_, QueueError>(())
+        Ok::<_, Error>(())
     });
 }
 
@@ -272,7 +276,7 @@ fn shutdown_lets_gets_drain_the_queue_then_fails_them_and_fails_every_put() {
         assert_eq!(q.get_nowait()?, 2);
         assert_eq!(q.get().await, Err(QueueError::ShutDown));
         assert_eq!(q.get_nowait(), Err(QueueError::ShutDown));
-        Ok::<_, QueueError>(())
+        Ok::<_, Error>(())
     });
 }
 
@@ -293,7 +297,7 @@ fn immediate_shutdown_hands_back_the_items_counts_them_done_and_releases_join() 
                 create_task(async move {
                     let r = q.join().await;
                     rec.push(format!("join {r:?}"));
-                    r
+                    Ok(r?)
                 })
                 .unwrap()
             };
@@ -309,7 +313,7 @@ fn immediate_shutdown_hands_back_the_items_counts_them_done_and_releases_join() 
             q.task_done()?;
             finished(joiner).await;
             assert_eq!(rec.take(), ["join Ok(())"]);
-            Ok::<_, QueueError>(())
+            Ok::<_, Error>(())
         }
     });
 }
@@ -322,14 +326,18 @@ fn immediate_shutdown_with_nothing_taken_releases_join_at_once() {
         q.put_nowait(7).unwrap();
         let joiner = {
             let q = q.clone();
-            create_task(async move { q.join().await }).unwrap()
+            create_task(async move {
+                q.join().await?;
+                Ok(())
+            })
+            .unwrap()
         };
         settle().await;
         assert!(!joiner.done());
         assert_eq!(q.shutdown(true), [7]);
         finished(joiner).await;
         assert_eq!(format!("{q:?}"), "<Queue maxsize=0 shutdown>");
-        Ok::<_, QueueError>(())
+        Ok::<_, Error>(())
     });
 }
 
@@ -352,13 +360,14 @@ fn shutdown_wakes_blocked_getters_and_putters_with_queue_shut_down() {
             settle().await;
             for t in g.into_iter().chain(p) {
                 assert!(t.done(), "woken by the shutdown");
-                assert!(matches!(
-                    t.await,
-                    Err(aioloop::TaskError::Exception(QueueError::ShutDown))
-                ));
+                let e = t.await.unwrap_err();
+                assert!(
+                    matches!(e.kind(), ErrorKind::Queue(QueueError::ShutDown)),
+                    "{e:?}"
+                );
             }
             assert_eq!(full.get_nowait()?, 0, "non-immediate: the item stays");
-            Ok::<_, QueueError>(())
+            Ok::<_, Error>(())
         }
     });
     assert_eq!(
@@ -395,10 +404,10 @@ fn a_getter_cancelled_while_waiting_leaves_no_trace_and_takes_no_item() {
             // A timeout cancels the same way.
             let q2 = q.clone();
             q.get_nowait()?;
-            let r = wait_for(async move { q2.get().await }, secs(3)).await;
-            assert!(matches!(r, Err(WaitForError::Timeout(_))));
+            let r = wait_for(async move { Ok(q2.get().await?) }, secs(3)).await;
+            assert!(matches!(r, Err(ref e) if e.is_timeout()), "{r:?}");
             assert_eq!(format!("{q:?}"), "<Queue maxsize=0 tasks=1>");
-            Ok::<_, QueueError>(())
+            Ok::<_, Error>(())
         }
     });
     assert!(
@@ -426,7 +435,7 @@ fn a_getter_woken_then_cancelled_before_it_runs_passes_the_item_to_the_next() {
             assert!(a.cancelled());
             assert!(q.empty());
             assert_eq!(format!("{q:?}"), "<Queue maxsize=0 tasks=1>");
-            Ok::<_, QueueError>(())
+            Ok::<_, Error>(())
         }
     });
     let log = rec.take();
@@ -459,7 +468,7 @@ fn a_putter_woken_then_cancelled_before_it_runs_passes_the_slot_to_the_next() {
             assert_eq!(q.get_nowait()?, 2);
             settle().await;
             assert_eq!(q.get_nowait()?, 3);
-            Ok::<_, QueueError>(())
+            Ok::<_, Error>(())
         }
     });
     let log = rec.take();
@@ -495,7 +504,7 @@ fn a_woken_getter_whose_future_is_dropped_passes_the_item_on() {
                     })
                     .await;
                     rec.push(format!("A {r:?}"));
-                    Ok::<_, QueueError>(())
+                    Ok::<_, Error>(())
                 })
                 .unwrap()
             };
@@ -508,7 +517,7 @@ fn a_woken_getter_whose_future_is_dropped_passes_the_item_on() {
             finished(a).await;
             finished(b).await;
             assert!(q.empty());
-            Ok::<_, QueueError>(())
+            Ok::<_, Error>(())
         }
     });
     assert_eq!(rec.take(), ["A None", "B Ok(1)"]);
@@ -538,7 +547,7 @@ fn a_get_nowait_between_wake_and_run_takes_the_item_and_the_woken_getter_waits_a
             q.put_nowait(3).unwrap();
             finished(a).await;
             finished(b).await;
-            Ok::<_, QueueError>(())
+            Ok::<_, Error>(())
         }
     });
     assert_eq!(rec.take(), ["B Ok(2)", "A Ok(3)"]);
@@ -562,7 +571,7 @@ fn a_new_get_on_a_non_empty_queue_does_not_wait_for_a_woken_getter() {
             assert_eq!(format!("{q:?}"), "<Queue maxsize=0 _getters[1] tasks=1>");
             q.put_nowait(2).unwrap();
             finished(a).await;
-            Ok::<_, QueueError>(())
+            Ok::<_, Error>(())
         }
     });
     assert_eq!(rec.take(), ["A Ok(2)"]);
@@ -572,9 +581,12 @@ fn a_new_get_on_a_non_empty_queue_does_not_wait_for_a_woken_getter() {
 fn cancelled_is_reported_through_exception_so_question_mark_ends_the_task_cancelled() {
     let c = CancelledError::new(Some("bye".into()));
     let e = QueueError::from(c.clone());
-    assert_eq!(e.as_cancelled(), Some(&c));
+    assert_eq!(e, QueueError::Cancelled(c.clone()));
     assert_eq!(e.to_string(), "bye");
-    assert_eq!(QueueError::Full.as_cancelled(), None);
+    let e = Error::from(e);
+    assert!(matches!(e.kind(), ErrorKind::Cancelled(_)), "{e:?}");
+    assert_eq!(e.as_cancelled(), Some(&c));
+    assert_eq!(Error::from(QueueError::Full).as_cancelled(), None);
     let lp = EventLoop::with_virtual_clock().unwrap();
     run(&lp, async {
         let q = Queue::<u32>::new(0);
@@ -582,17 +594,15 @@ fn cancelled_is_reported_through_exception_so_question_mark_ends_the_task_cancel
             let q = q.clone();
             create_task(async move {
                 let x = q.get().await?;
-                Ok::<_, QueueError>(x)
+                Ok::<_, Error>(x)
             })
             .unwrap()
         };
         sleep(Duration::ZERO).await.unwrap();
         t.cancel_with("bye");
-        match (&t).await {
-            Err(aioloop::TaskError::Cancelled(c)) => assert_eq!(c.message(), Some("bye")),
-            other => panic!("{other:?}"),
-        }
+        let e = (&t).await.unwrap_err();
+        assert_eq!(e.as_cancelled().and_then(|c| c.message()), Some("bye"));
         assert!(t.cancelled());
-        Ok::<_, QueueError>(())
+        Ok::<_, Error>(())
     });
 }

@@ -73,7 +73,6 @@ fn a_task_waiting_on_a_future_whose_last_outside_handle_is_dropped_is_reported_a
             "{detail}"
         );
     })
-    .unwrap()
     .unwrap();
     assert!(
         freed.get(),
@@ -109,7 +108,6 @@ fn a_task_that_drops_the_last_outside_handle_then_parks_is_reported_when_it_park
             .unwrap()
             .contains("waits on Event.wait of <Event [unset, waiters:1]>"));
     })
-    .unwrap()
     .unwrap();
 }
 
@@ -132,7 +130,6 @@ fn a_handle_kept_behind_the_users_own_rc_keeps_the_task_alive() {
         sleep(secs(1)).await.unwrap();
         assert!(destroyed(&seen).is_empty());
     })
-    .unwrap()
     .unwrap();
 }
 
@@ -153,7 +150,6 @@ fn a_task_with_a_live_waker_elsewhere_is_not_reported() {
         assert!(destroyed(&seen).is_empty());
         assert_eq!(t.await.unwrap(), "timed out");
     })
-    .unwrap()
     .unwrap();
 }
 
@@ -195,7 +191,6 @@ fn a_task_awaiting_a_stuck_task_is_stuck_too() {
             .unwrap()
             .contains("waits on Task of <Task pending name='inner'"));
     })
-    .unwrap()
     .unwrap();
 }
 
@@ -206,7 +201,11 @@ fn a_handle_held_by_a_task_that_can_still_run_keeps_the_waiter_alive() {
     let out = lp.run_until_complete(async move {
         let ev = Event::new();
         let setter_ev = ev.clone();
-        let waiter = create_task(async move { ev.wait().await.map(|()| "woken") }).unwrap();
+        let waiter = create_task(async move {
+            ev.wait().await?;
+            Ok("woken")
+        })
+        .unwrap();
         // The setter sleeps (a timer holds its waker), then sets the event.
         create_task(async move {
             sleep(secs(10)).await.unwrap();
@@ -217,7 +216,7 @@ fn a_handle_held_by_a_task_that_can_still_run_keeps_the_waiter_alive() {
         assert!(destroyed(&seen).is_empty());
         waiter.await.unwrap()
     });
-    assert_eq!(out.unwrap().unwrap(), "woken");
+    assert_eq!(out.unwrap(), "woken");
 }
 
 #[test]
@@ -226,14 +225,17 @@ fn a_task_whose_handle_the_user_keeps_is_not_reported() {
     let seen = reports(&lp);
     lp.run_until_complete(async move {
         let fut = aioloop::get_running_loop().unwrap().create_future::<()>();
-        let t = create_task(async move { fut.await }).unwrap();
+        let t = create_task(async move {
+            fut.await?;
+            Ok(())
+        })
+        .unwrap();
         // Someone holding the task can still cancel it: alive.
         sleep(secs(1)).await.unwrap();
         assert!(destroyed(&seen).is_empty());
         t.cancel();
-        assert!(t.await.is_err());
+        assert!(t.await.unwrap_err().is_cancelled());
     })
-    .unwrap()
     .unwrap();
 }
 
@@ -254,7 +256,6 @@ fn closing_a_loop_reports_each_pending_task_and_what_it_waited_on() {
     t.set_name("listener");
     let done = lp.create_task(async {}).unwrap();
     lp.run_until_complete(async { sleep(secs(1)).await })
-        .unwrap()
         .unwrap();
     assert!(
         destroyed(&seen).is_empty(),
@@ -341,7 +342,6 @@ fn random_graphs_report_exactly_the_tasks_nothing_can_wake() {
             drop(waiters);
             sleep(secs(10)).await.unwrap();
         })
-        .unwrap()
         .unwrap();
         let mut reported: Vec<String> = destroyed(&seen)
             .iter()
@@ -409,7 +409,6 @@ fn dropping_the_last_outside_handle_of_a_waited_queue_reports_the_waiter_at_the_
             .unwrap()
             .starts_with("'handler-9' waits on Queue.get of <Queue maxsize=0 qsize=0>, and nothing can ever wake it"));
     })
-    .unwrap()
     .unwrap();
 }
 
@@ -440,7 +439,7 @@ fn a_panicking_destructor_of_a_freed_task_is_reported_and_the_loop_goes_on() {
         sleep(secs(1)).await.unwrap();
         "still running"
     });
-    assert_eq!(out.unwrap().unwrap(), "still running");
+    assert_eq!(out.unwrap(), "still running");
     let messages: Vec<String> = seen.borrow().iter().map(|c| c.message.clone()).collect();
     assert_eq!(messages.len(), 2, "{messages:?}");
     assert_eq!(messages[0], "Task was destroyed but it is pending!");

@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::task::Poll;
 
 use aioloop::sync::{Barrier, BoundedSemaphore, Condition, Event, Lock, Semaphore, SyncError};
-use aioloop::{create_task, sleep, CancelledError, EventLoop, Task, TaskError};
+use aioloop::{create_task, sleep, Error, EventLoop, Task};
 use util::{now, secs, Recorder, Rng};
 
 type Log = Recorder<String>;
@@ -36,7 +36,7 @@ async fn settle() {
 
 // ---------------------------------------------------------------- Lock
 
-fn lock_user(lock: &Lock, log: &Log, name: &'static str) -> Task<(), CancelledError> {
+fn lock_user(lock: &Lock, log: &Log, name: &'static str) -> Task<()> {
     let (lock, log) = (lock.clone(), log.clone());
     create_task(async move {
         let held = lock.acquire().await;
@@ -48,7 +48,7 @@ fn lock_user(lock: &Lock, log: &Log, name: &'static str) -> Task<(), CancelledEr
             }
             Err(c) => {
                 log.push(format!("{name} cancelled"));
-                return Err(c);
+                return Err(c.into());
             }
         }
         Ok(())
@@ -121,7 +121,7 @@ fn a_lock_waiter_cancelled_after_it_was_chosen_passes_the_lock_on() {
         // The same iteration: b is chosen, then cancelled before it runs.
         drop(held);
         b.cancel();
-        assert!(matches!(b.await, Err(TaskError::Cancelled(_))));
+        assert!(b.await.unwrap_err().is_cancelled());
         c.await.unwrap();
         assert!(!lock.locked());
         assert_eq!(format!("{lock:?}"), "<Lock [unlocked]>");
@@ -175,12 +175,16 @@ fn a_cancelled_lock_waiter_leaves_nothing_behind() {
         let held = lock.acquire().await.unwrap();
         let b = {
             let lock = lock.clone();
-            create_task(async move { lock.acquire().await.map(drop) }).unwrap()
+            create_task(async move {
+                drop(lock.acquire().await?);
+                Ok(())
+            })
+            .unwrap()
         };
         settle().await;
         assert_eq!(format!("{lock:?}"), "<Lock [locked, waiters:1]>");
         b.cancel();
-        assert!(matches!(b.await, Err(TaskError::Cancelled(_))));
+        assert!(b.await.unwrap_err().is_cancelled());
         assert_eq!(format!("{lock:?}"), "<Lock [locked]>");
         drop(held);
         assert!(!lock.locked());
@@ -227,7 +231,7 @@ fn event_set_wakes_every_waiter_in_order_even_if_cleared_at_once() {
                 create_task(async move {
                     ev.wait().await?;
                     l.push(format!("{n} woke"));
-                    Ok::<_, CancelledError>(())
+                    Ok::<_, Error>(())
                 })
                 .unwrap()
             })
@@ -254,21 +258,23 @@ fn a_cancelled_event_waiter_gets_cancelled_error_and_is_forgotten() {
         let ev = Event::new();
         let w = {
             let ev = ev.clone();
-            create_task(async move { ev.wait().await }).unwrap()
+            create_task(async move {
+                ev.wait().await?;
+                Ok(())
+            })
+            .unwrap()
         };
         settle().await;
         w.cancel_with("enough");
-        match w.await {
-            Err(TaskError::Cancelled(c)) => assert_eq!(c.message(), Some("enough")),
-            other => panic!("{other:?}"),
-        }
+        let e = w.await.unwrap_err();
+        assert_eq!(e.as_cancelled().map(|c| c.message()), Some(Some("enough")));
         assert_eq!(format!("{ev:?}"), "<Event [unset]>");
     });
 }
 
 // ---------------------------------------------------------------- Condition
 
-fn cond_waiter(cond: &Condition, log: &Log, name: &'static str) -> Task<(), SyncError> {
+fn cond_waiter(cond: &Condition, log: &Log, name: &'static str) -> Task<()> {
     let (cond, log) = (cond.clone(), log.clone());
     create_task(async move {
         let mut held = cond.acquire().await?;
@@ -278,7 +284,7 @@ fn cond_waiter(cond: &Condition, log: &Log, name: &'static str) -> Task<(), Sync
             if r.is_ok() { "woke" } else { "cancelled" },
             cond.locked()
         ));
-        r
+        Ok(r?)
     })
     .unwrap()
 }
@@ -337,7 +343,7 @@ fn a_notified_waiter_cancelled_before_it_runs_passes_the_notification_on() {
             cond.notify(1).unwrap();
         }
         a.cancel();
-        assert!(matches!(a.await, Err(TaskError::Cancelled(_))));
+        assert!(a.await.unwrap_err().is_cancelled());
         b.await.unwrap();
     });
     assert_eq!(
@@ -389,7 +395,7 @@ fn wait_for_checks_the_predicate_after_every_wake_up() {
                     counter.get() >= 3
                 })
                 .await?;
-                Ok::<_, SyncError>(counter.get())
+                Ok::<_, Error>(counter.get())
             })
             .unwrap()
         };
@@ -507,7 +513,7 @@ fn a_barrier_releases_a_full_round_and_holds_newcomers_while_it_drains() {
                 create_task(async move {
                     let i = b.wait().await?;
                     l.push(format!("{n}:{i}"));
-                    Ok::<_, SyncError>(())
+                    Ok::<_, Error>(())
                 })
                 .unwrap()
             })
@@ -542,12 +548,17 @@ fn abort_and_reset_break_the_waiting_parties_with_asyncios_texts() {
         let b = Barrier::new(3).unwrap();
         let waiting = {
             let b = b.clone();
-            create_task(async move { b.wait().await }).unwrap()
+            create_task(async move { Ok(b.wait().await?) }).unwrap()
         };
         settle().await;
         b.abort();
+        let e = waiting.await.unwrap_err();
         assert_eq!(
-            waiting.await.unwrap_err().to_string(),
+            e.downcast_ref::<SyncError>(),
+            Some(&SyncError::BrokenBarrier("Abort or reset of barrier"))
+        );
+        assert_eq!(
+            e.to_string(),
             "BrokenBarrierError: Abort or reset of barrier"
         );
         assert_eq!(format!("{b:?}"), "<Barrier [broken]>");
@@ -559,12 +570,17 @@ fn abort_and_reset_break_the_waiting_parties_with_asyncios_texts() {
         assert_eq!(format!("{b:?}"), "<Barrier [filling, waiters:0/3]>");
         let waiting = {
             let b = b.clone();
-            create_task(async move { b.wait().await }).unwrap()
+            create_task(async move { Ok(b.wait().await?) }).unwrap()
         };
         settle().await;
         b.reset();
+        let e = waiting.await.unwrap_err();
         assert_eq!(
-            waiting.await.unwrap_err().to_string(),
+            e.downcast_ref::<SyncError>(),
+            Some(&SyncError::BrokenBarrier("Abort or reset of barrier"))
+        );
+        assert_eq!(
+            e.to_string(),
             "BrokenBarrierError: Abort or reset of barrier"
         );
         assert_eq!(format!("{b:?}"), "<Barrier [filling, waiters:0/3]>");
@@ -607,7 +623,7 @@ fn random_cancellations_never_lose_a_hand_off_or_break_exclusion() {
                                 il.set(il.get() - 1);
                                 r
                             }
-                            Err(c) => Err(c),
+                            Err(c) => Err(c.into()),
                         };
                         is.set(is.get() - 1);
                         r

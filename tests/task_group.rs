@@ -12,24 +12,23 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use aioloop::{
-    current_task, get_running_loop, sleep, CancelledError, EventLoop, Exception, Task, TaskError,
-    TaskGroup, TaskGroupError, TaskGroupStateError,
+    create_task, current_task, get_running_loop, sleep, CancelledError, Error, ErrorKind,
+    EventLoop, ExceptionGroup, LoopError, Task, TaskGroup, TaskGroupStateError,
 };
-use util::{now, run, secs, AppError, Recorder};
+use util::{bad, bad_of, now, reports, run, secs, Recorder};
 
-type Group = TaskGroup<AppError>;
-type Outcome<R> = Result<R, TaskGroupError<AppError>>;
+type Outcome<R> = Result<R, Error>;
 
 /// A child: sleeps `s` seconds, then returns `v` or fails with `Bad(v)`;
 /// cancelled, it records it, cleans up for `cleanup` seconds, propagates.
 fn child(
-    tg: &Group,
+    tg: &TaskGroup,
     s: u64,
     v: &'static str,
     fail: bool,
     cleanup: u64,
     rec: &Recorder<String>,
-) -> Task<&'static str, AppError> {
+) -> Task<&'static str> {
     let rec = rec.clone();
     tg.create_task(async move {
         if let Err(c) = sleep(secs(s)).await {
@@ -38,10 +37,10 @@ fn child(
                 sleep(secs(cleanup)).await.unwrap();
                 rec.push(format!("{v} cleaned up at {}", now()));
             }
-            return Err(c.into());
+            return Err(c);
         }
         if fail {
-            return Err(AppError::Bad(v));
+            return bad(v);
         }
         rec.push(format!("{v} done at {}", now()));
         Ok(v)
@@ -51,12 +50,15 @@ fn child(
 
 fn failures(out: &Outcome<impl std::fmt::Debug>) -> Vec<&'static str> {
     match out {
-        Err(TaskGroupError::Failed(errors)) => errors
+        Err(e) if e.as_group().is_some() => e
+            .as_group()
+            .unwrap()
+            .exceptions()
             .iter()
-            .map(|e| match e {
-                TaskError::Exception(AppError::Bad(v)) => *v,
-                TaskError::Panicked(_) => "panic",
-                other => panic!("not a failure: {other:?}"),
+            .map(|e| match bad_of(e) {
+                Some(v) => v,
+                None if e.is_panic() => "panic",
+                None => panic!("not a failure: {e:?}"),
             })
             .collect(),
         other => panic!("expected failures, got {other:?}"),
@@ -69,7 +71,7 @@ fn the_group_waits_for_every_child() {
     let rec = Recorder::new();
     let r = rec.clone();
     let (a, b) = run(&lp, async move {
-        Group::new()
+        TaskGroup::new()
             .run(|tg| async move {
                 let a = child(&tg, 3, "a", false, 0, &r);
                 let b = child(&tg, 1, "b", false, 0, &r);
@@ -94,7 +96,7 @@ fn the_first_failure_cancels_the_siblings_and_the_body_and_waits_for_their_clean
         let r2 = r.clone();
         let children = Rc::new(Cell::new(None));
         let keep = children.clone();
-        let out = Group::new()
+        let out = TaskGroup::new()
             .run(|tg| async move {
                 let r = r2;
                 child(&tg, 1, "a", true, 0, &r);
@@ -102,13 +104,13 @@ fn the_first_failure_cancels_the_siblings_and_the_body_and_waits_for_their_clean
                 let c = tg
                     .create_task(async {
                         sleep(Duration::from_millis(500)).await?;
-                        Ok::<_, AppError>("c")
+                        Ok::<_, Error>("c")
                     })
                     .unwrap();
                 keep.set(Some((b, c)));
                 if let Err(c) = sleep(secs(50)).await {
                     r.push(format!("body cancelled at {}", now()));
-                    return Err(c.into());
+                    return Err(c);
                 }
                 Ok(())
             })
@@ -116,7 +118,7 @@ fn the_first_failure_cancels_the_siblings_and_the_body_and_waits_for_their_clean
         r.push(format!("group done at {}", now()));
         assert_eq!(current_task().unwrap().cancelling(), 0);
         let (b, c) = children.take().unwrap();
-        Ok::<_, CancelledError>((out, b, c))
+        Ok::<_, Error>((out, b, c))
     });
     assert_eq!(failures(&out), ["a"]);
     assert!(b.cancelled());
@@ -140,7 +142,7 @@ fn every_failure_is_reported_together() {
     let rec = Recorder::new();
     let r = rec.clone();
     let out = run(&lp, async move {
-        let out: Outcome<()> = Group::new()
+        let out: Outcome<()> = TaskGroup::new()
             .run(|tg| async move {
                 child(&tg, 1, "x", true, 0, &r);
                 child(&tg, 1, "y", true, 0, &r);
@@ -148,7 +150,7 @@ fn every_failure_is_reported_together() {
                 Ok(())
             })
             .await;
-        Ok::<_, CancelledError>(out)
+        Ok::<_, Error>(out)
     });
     assert_eq!(failures(&out), ["x", "y"]);
     assert_eq!(
@@ -166,7 +168,7 @@ fn a_child_cancellation_is_not_a_failure() {
     let rec = Recorder::new();
     let r = rec.clone();
     let (k, o) = run(&lp, async move {
-        Group::new()
+        TaskGroup::new()
             .run(|tg| async move {
                 let k = child(&tg, 10, "k", false, 0, &r);
                 let o = child(&tg, 2, "o", false, 0, &r);
@@ -200,7 +202,7 @@ fn cancelling_the_parent_cancels_the_children_and_propagates() {
         let parent = get_running_loop()
             .unwrap()
             .create_task(async move {
-                Group::new()
+                TaskGroup::new()
                     .run(|tg| async move {
                         child(&tg, 10, "p1", false, 2, &r2);
                         child(&tg, 10, "p2", false, 0, &r2);
@@ -208,7 +210,7 @@ fn cancelling_the_parent_cancels_the_children_and_propagates() {
                         Ok(())
                     })
                     .await?;
-                Ok::<_, TaskGroupError<AppError>>("never")
+                Ok::<_, Error>("never")
             })
             .unwrap();
         sleep(secs(1)).await.unwrap();
@@ -217,12 +219,12 @@ fn cancelling_the_parent_cancels_the_children_and_propagates() {
         r.push(format!("parent ended at {}", now()));
         assert!(
             parent.cancelled(),
-            "`?` on TaskGroupError::Cancelled ends it cancelled"
+            "`?` on the group's CancelledError ends it cancelled"
         );
-        Ok::<_, CancelledError>(out)
+        Ok::<_, Error>(out)
     });
     match out {
-        Err(TaskError::Cancelled(c)) => assert_eq!(c.message(), Some("stop")),
+        Err(e) if e.is_cancelled() => assert_eq!(e.as_cancelled().unwrap().message(), Some("stop")),
         other => panic!("{other:?}"),
     }
     assert_eq!(
@@ -248,7 +250,7 @@ fn cancelling_the_parent_while_the_group_waits_cancels_the_children() {
         let parent = get_running_loop()
             .unwrap()
             .create_task(async move {
-                Group::new()
+                TaskGroup::new()
                     .run(|tg| async move {
                         child(&tg, 10, "q1", false, 0, &r2);
                         Ok(())
@@ -259,9 +261,9 @@ fn cancelling_the_parent_while_the_group_waits_cancels_the_children() {
         sleep(secs(1)).await.unwrap();
         parent.cancel();
         let out = parent.await;
-        Ok::<_, CancelledError>(out)
+        Ok::<_, Error>(out)
     });
-    assert!(matches!(out, Err(TaskError::Cancelled(_))), "{out:?}");
+    assert!(matches!(out, Err(ref e) if e.is_cancelled()), "{out:?}");
     assert_eq!(rec.take(), ["q1 cancelled at 1"]);
     assert_eq!(lp.time(), 1.0);
 }
@@ -273,7 +275,7 @@ fn create_task_is_refused_before_run_and_once_the_group_is_finished() {
     // "TaskGroup <TaskGroup entered> has already been entered".
     let lp = EventLoop::with_virtual_clock().unwrap();
     run(&lp, async {
-        let tg = Group::new();
+        let tg = TaskGroup::new();
         let err = tg.create_task(async { Ok(1) }).unwrap_err();
         assert!(matches!(err, TaskGroupStateError::NotEntered(_)));
         assert_eq!(
@@ -300,19 +302,19 @@ fn create_task_is_refused_while_the_group_shuts_down() {
     let rec = Recorder::new();
     let r = rec.clone();
     let out = run(&lp, async move {
-        let out: Outcome<()> = Group::new()
+        let out: Outcome<()> = TaskGroup::new()
             .run(|tg| async move {
                 child(&tg, 1, "s", true, 0, &r);
                 if let Err(c) = sleep(secs(10)).await {
                     let err = tg.create_task(async { Ok("late") }).unwrap_err();
                     r.push(err.to_string());
                     r.push(format!("{tg:?}"));
-                    return Err(c.into());
+                    return Err(c);
                 }
                 Ok(())
             })
             .await;
-        Ok::<_, CancelledError>(out)
+        Ok::<_, Error>(out)
     });
     assert_eq!(failures(&out), ["s"]);
     assert_eq!(
@@ -332,15 +334,15 @@ fn a_failing_body_cancels_the_children_and_is_reported() {
     let rec = Recorder::new();
     let r = rec.clone();
     let out = run(&lp, async move {
-        let out: Outcome<()> = Group::new()
+        let out: Outcome<()> = TaskGroup::new()
             .run(|tg| async move {
                 child(&tg, 2, "bb", true, 0, &r);
                 child(&tg, 10, "cc", false, 0, &r);
                 sleep(secs(1)).await?;
-                Err(TaskError::Exception(AppError::Bad("body")))
+                bad("body")
             })
             .await;
-        Ok::<_, CancelledError>(out)
+        Ok::<_, Error>(out)
     });
     assert_eq!(failures(&out), ["body"]);
     assert_eq!(rec.take(), ["bb cancelled at 1", "cc cancelled at 1"]);
@@ -355,16 +357,16 @@ fn the_bodys_failure_comes_after_the_childrens() {
     let rec = Recorder::new();
     let r = rec.clone();
     let out = run(&lp, async move {
-        let out: Outcome<()> = Group::new()
+        let out: Outcome<()> = TaskGroup::new()
             .run(|tg| async move {
                 child(&tg, 1, "child", true, 0, &r);
                 match sleep(secs(10)).await {
                     Ok(()) => Ok(()),
-                    Err(_) => Err(TaskError::Exception(AppError::Bad("body"))),
+                    Err(_) => bad("body"),
                 }
             })
             .await;
-        Ok::<_, CancelledError>(out)
+        Ok::<_, Error>(out)
     });
     assert_eq!(failures(&out), ["child", "body"]);
 }
@@ -377,7 +379,7 @@ fn the_body_may_catch_the_groups_cancellation_and_go_on() {
     let rec = Recorder::new();
     let r = rec.clone();
     let out = run(&lp, async move {
-        let out: Outcome<()> = Group::new()
+        let out: Outcome<()> = TaskGroup::new()
             .run(|tg| async move {
                 child(&tg, 1, "e", true, 0, &r);
                 if sleep(secs(10)).await.is_err() {
@@ -389,7 +391,7 @@ fn the_body_may_catch_the_groups_cancellation_and_go_on() {
             })
             .await;
         assert_eq!(current_task().unwrap().cancelling(), 0);
-        Ok::<_, CancelledError>(out)
+        Ok::<_, Error>(out)
     });
     assert_eq!(failures(&out), ["e"]);
     assert_eq!(rec.take(), ["body caught at 1", "body goes on at 4"]);
@@ -404,7 +406,7 @@ fn a_child_failing_while_the_group_waits_leaves_the_parent_uncancelled() {
     let rec = Recorder::new();
     let r = rec.clone();
     let out = run(&lp, async move {
-        let out: Outcome<()> = Group::new()
+        let out: Outcome<()> = TaskGroup::new()
             .run(|tg| async move {
                 child(&tg, 1, "g", true, 0, &r);
                 child(&tg, 10, "h", false, 0, &r);
@@ -413,7 +415,7 @@ fn a_child_failing_while_the_group_waits_leaves_the_parent_uncancelled() {
             .await;
         assert_eq!(current_task().unwrap().cancelling(), 0);
         sleep(secs(1)).await.expect("no cancellation left over");
-        Ok::<_, CancelledError>(out)
+        Ok::<_, Error>(out)
     });
     assert_eq!(failures(&out), ["g"]);
     assert_eq!(rec.take(), ["h cancelled at 1"]);
@@ -424,7 +426,7 @@ fn children_can_start_siblings_and_the_group_waits_for_them() {
     // python: a child starts a sibling at 1 that sleeps 3: the group ends at 4.
     let lp = EventLoop::with_virtual_clock().unwrap();
     run(&lp, async {
-        Group::new()
+        TaskGroup::new()
             .run(|tg| async move {
                 let tg2 = tg.clone();
                 tg.create_task(async move {
@@ -451,31 +453,31 @@ fn a_panicking_child_is_a_failure_and_keeps_its_panic() {
     let (out, boom) = run(&lp, async {
         let keep = Rc::new(Cell::new(None));
         let k = keep.clone();
-        let out: Outcome<()> = Group::new()
+        let out: Outcome<()> = TaskGroup::new()
             .run(|tg| async move {
                 k.set(Some(
                     tg.create_task(async {
                         sleep(secs(1)).await?;
                         panic!("boom");
                         #[allow(unreachable_code)]
-                        Ok::<(), AppError>(())
+                        Ok::<(), Error>(())
                     })
                     .unwrap(),
                 ));
                 Ok(())
             })
             .await;
-        Ok::<_, CancelledError>((out, keep.take().unwrap()))
+        Ok::<_, Error>((out, keep.take().unwrap()))
     });
-    match out {
-        Err(TaskGroupError::Failed(errors)) => match &errors[..] {
-            [TaskError::Panicked(p)] => assert_eq!(p.message(), "boom"),
+    match out.as_ref().map_err(Error::as_group) {
+        Err(Some(g)) => match g.exceptions() {
+            [p] => assert_eq!(p.as_panic().unwrap().message(), "boom"),
             other => panic!("{other:?}"),
         },
         other => panic!("{other:?}"),
     }
     match boom.result() {
-        Err(TaskError::Panicked(p)) => assert_eq!(p.message(), "boom"),
+        Err(e) => assert_eq!(e.as_panic().unwrap().message(), "boom"),
         other => panic!("{other:?}"),
     }
 }
@@ -483,31 +485,27 @@ fn a_panicking_child_is_a_failure_and_keeps_its_panic() {
 #[test]
 fn a_failure_stays_in_the_childs_handle_too() {
     let lp = EventLoop::with_virtual_clock().unwrap();
-    let (out, bad) = run(&lp, async {
+    let (out, failed) = run(&lp, async {
         let keep = Rc::new(Cell::new(None));
         let k = keep.clone();
-        let out: Outcome<()> = Group::new()
+        let out: Outcome<()> = TaskGroup::new()
             .run(|tg| async move {
-                k.set(Some(
-                    tg.create_task(async { Err::<(), _>(AppError::Bad("x")) })
-                        .unwrap(),
-                ));
+                k.set(Some(tg.create_task(async { bad::<()>("x") }).unwrap()));
                 Ok(())
             })
             .await;
-        Ok::<_, CancelledError>((out, keep.take().unwrap()))
+        Ok::<_, Error>((out, keep.take().unwrap()))
     });
     assert_eq!(failures(&out), ["x"]);
-    assert!(matches!(
-        bad.result(),
-        Err(TaskError::Exception(AppError::Bad("x")))
-    ));
+    assert_eq!(bad_of(&failed.result().unwrap_err()), Some("x"));
 }
 
 #[test]
 fn an_empty_group_returns_at_once() {
     let lp = EventLoop::with_virtual_clock().unwrap();
-    let v = run(&lp, async { Group::new().run(|_| async { Ok(7) }).await });
+    let v = run(&lp, async {
+        TaskGroup::new().run(|_| async { Ok(7) }).await
+    });
     assert_eq!(v, 7);
     assert_eq!(lp.time(), 0.0);
 }
@@ -515,10 +513,14 @@ fn an_empty_group_returns_at_once() {
 #[test]
 fn run_outside_a_running_loop_is_refused() {
     // python: `async with TaskGroup()` outside a loop: RuntimeError('no running event loop').
-    let mut fut = Box::pin(Group::new().run(|_| async { Ok(()) }));
+    let mut fut = Box::pin(TaskGroup::new().run(|_| async { Ok(()) }));
     let mut cx = Context::from_waker(Waker::noop());
     match fut.as_mut().poll(&mut cx) {
-        Poll::Ready(Err(TaskGroupError::State(e))) => {
+        Poll::Ready(Err(e)) => {
+            assert!(
+                matches!(e.kind(), ErrorKind::Loop(LoopError::NoRunningLoop)),
+                "{e:?}"
+            );
             assert_eq!(e.to_string(), "no running event loop")
         }
         other => panic!("{other:?}"),
@@ -547,7 +549,7 @@ fn dropping_the_run_future_cancels_the_children() {
         let parent = get_running_loop()
             .unwrap()
             .create_task(async move {
-                Group::new()
+                TaskGroup::new()
                     .run(|tg| async move {
                         child(&tg, 1, "f", true, 0, &r2);
                         child(&tg, 10, "other", false, 0, &r2);
@@ -559,17 +561,66 @@ fn dropping_the_run_future_cancels_the_children() {
             .unwrap();
         let out = parent.clone().await.map(|_| ());
         sleep(secs(1)).await.unwrap();
-        Ok::<_, CancelledError>(out)
+        Ok::<_, Error>(out)
     });
-    assert!(matches!(out, Err(TaskError::Cancelled(_))), "{out:?}");
+    assert!(matches!(out, Err(ref e) if e.is_cancelled()), "{out:?}");
     assert_eq!(rec.take(), ["other cancelled at 1"]);
 }
 
 #[test]
-fn task_group_error_cancelled_is_a_cancellation() {
-    let e: TaskGroupError<AppError> = TaskGroupError::Cancelled(CancelledError::new(None));
+fn a_groups_cancellation_is_a_cancellation_and_its_failures_are_not() {
+    // What `run` returns: a CancelledError (is_cancelled, no group), or an
+    // ExceptionGroup (a failure, even an empty one, never a cancellation).
+    let e = Error::from(CancelledError::new(None));
     assert!(e.as_cancelled().is_some());
-    assert!(e.exceptions().is_empty());
-    let f: TaskGroupError<AppError> = TaskGroupError::Failed(vec![]);
+    assert!(e.as_group().is_none());
+    let f = Error::from(ExceptionGroup::new(
+        "unhandled errors in a TaskGroup",
+        vec![],
+    ));
     assert!(f.as_cancelled().is_none());
+    assert!(f.as_group().unwrap().exceptions().is_empty());
+    assert_eq!(
+        f.to_string(),
+        "unhandled errors in a TaskGroup (0 sub-exceptions)"
+    );
+}
+
+#[test]
+fn the_group_retrieves_its_childrens_failures() {
+    // python: a child failing in a TaskGroup is reported once, in the
+    // ExceptionGroup, never as "Task exception was never retrieved"
+    // (`_on_task_done` calls `task.exception()`). A failing task outside a
+    // group, whose handle is dropped, is reported: the control.
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let seen = reports(&lp);
+    let rec = Recorder::new();
+    let out = run(&lp, async move {
+        let out: Outcome<()> = TaskGroup::new()
+            .run(|tg| async move {
+                drop(child(&tg, 1, "lost1", true, 0, &rec));
+                drop(child(&tg, 1, "lost2", true, 0, &rec));
+                Ok(())
+            })
+            .await;
+        sleep(secs(1)).await?;
+        Ok::<_, Error>(out)
+    });
+    assert_eq!(failures(&out), ["lost1", "lost2"]);
+    drop(out);
+    assert!(
+        seen.borrow().is_empty(),
+        "{:?}",
+        seen.borrow()
+            .iter()
+            .map(|c| c.message.clone())
+            .collect::<Vec<_>>()
+    );
+    run(&lp, async {
+        drop(create_task(async { bad::<()>("alone") }).unwrap());
+        sleep(secs(1)).await
+    });
+    let got = seen.borrow();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].message, "Task exception was never retrieved");
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 
 use aioloop::{CallStatus, EventLoop, LoopError};
-use util::{capture_logs, logs, reports, stopper, Recorder};
+use util::{bad, bad_of, capture_logs, logs, reports, stopper, Recorder};
 
 #[test]
 fn a_post_joined_before_call_soon_runs_first() {
@@ -258,7 +258,7 @@ fn a_burst_of_posts_wakes_the_reactor_far_less_than_once_per_post() {
 
 // ------------------------------------------------------- run_coroutine_threadsafe
 
-use aioloop::{sleep, CancelledError, ConcurrentError, TaskError};
+use aioloop::{sleep, Error};
 use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(60);
@@ -287,7 +287,7 @@ fn run_coroutine_threadsafe_returns_the_result_to_another_thread() {
         let fut = door
             .run_coroutine_threadsafe_with(|| async {
                 sleep(Duration::from_millis(1)).await?;
-                Ok::<_, CancelledError>("from the loop")
+                Ok::<_, Error>("from the loop")
             })
             .unwrap();
         (fut.result(Some(LONG)).unwrap(), fut.done(), fut.cancelled())
@@ -300,7 +300,7 @@ fn the_tasks_exception_and_panic_reach_the_waiting_thread() {
     let lp = EventLoop::new().unwrap();
     let (failed, panicked) = with_worker(&lp, |door| {
         let a = door
-            .run_coroutine_threadsafe(async { Err::<u8, _>("bad".to_owned()) })
+            .run_coroutine_threadsafe(async { bad::<u8>("bad") })
             .unwrap();
         let b = door
             .run_coroutine_threadsafe(async {
@@ -311,11 +311,13 @@ fn the_tasks_exception_and_panic_reach_the_waiting_thread() {
             .unwrap();
         (a.result(Some(LONG)), b.result(Some(LONG)))
     });
-    assert!(
-        matches!(failed, Err(ConcurrentError::Task(TaskError::Exception(ref e))) if e == "bad")
-    );
-    assert!(
-        matches!(panicked, Err(ConcurrentError::Task(TaskError::Panicked(ref p))) if p.message() == "boom")
+    let failed = failed.unwrap_err();
+    assert_eq!(bad_of(&failed), Some("bad"), "{failed:?}");
+    let panicked = panicked.unwrap_err();
+    assert_eq!(
+        panicked.as_panic().map(|p| p.message()),
+        Some("boom"),
+        "{panicked:?}"
     );
 }
 
@@ -347,7 +349,6 @@ fn cancelling_the_concurrent_future_cancels_the_task_at_its_await() {
     assert!(cancel_returned && cancelled);
     // The loop ran until stop(); the task got the cancel at its await.
     lp.run_until_complete(sleep(Duration::from_millis(5)))
-        .unwrap()
         .unwrap();
     assert!(caught.load(Ordering::SeqCst), "the task saw CancelledError");
 }
@@ -360,14 +361,11 @@ fn a_coroutine_cancelling_itself_makes_the_concurrent_future_cancelled() {
             .run_coroutine_threadsafe_with(|| async {
                 aioloop::current_task().unwrap().cancel();
                 sleep(Duration::ZERO).await?;
-                Ok::<_, CancelledError>(())
+                Ok::<_, Error>(())
             })
             .unwrap();
         let r = fut.result(Some(LONG));
-        (
-            matches!(r, Err(ConcurrentError::Task(TaskError::Cancelled(_)))),
-            fut.cancelled(),
-        )
+        (matches!(r, Err(ref e) if e.is_cancelled()), fut.cancelled())
     });
     assert_eq!(cancelled, (true, true));
 }
@@ -383,14 +381,14 @@ fn result_with_a_timeout_times_out_and_the_task_goes_on() {
                 while !r2.load(Ordering::SeqCst) {
                     sleep(Duration::from_millis(1)).await?;
                 }
-                Ok::<_, CancelledError>(7)
+                Ok::<_, Error>(7)
             })
             .unwrap();
         let first = fut.result(Some(Duration::from_millis(1)));
         release.store(true, Ordering::SeqCst);
         let second = fut.result(Some(LONG));
         (
-            matches!(first, Err(ConcurrentError::Timeout(_))),
+            matches!(first, Err(ref e) if e.is_timeout()),
             second.unwrap(),
         )
     });
@@ -406,10 +404,7 @@ fn a_loop_closed_before_running_the_coroutine_never_leaves_a_thread_waiting() {
         .unwrap();
     lp.close().unwrap();
     let r = fut.result(Some(LONG));
-    assert!(
-        matches!(r, Err(ConcurrentError::Task(TaskError::Cancelled(_)))),
-        "{r:?}"
-    );
+    assert!(matches!(r, Err(ref e) if e.is_cancelled()), "{r:?}");
 }
 
 #[test]
@@ -478,7 +473,7 @@ fn handles_outlive_their_loop_and_are_read_and_dropped_on_other_threads() {
     }
     // Half of them run; the rest are still queued when the loop closes.
     handles[150].cancel();
-    lp.run_until_complete(async {}).unwrap().unwrap();
+    lp.run_until_complete(async {}).unwrap();
     let before_close = ran.load(Ordering::Relaxed);
     assert_eq!(before_close, 199, "all but the cancelled one ran");
     for i in 0..50 {
@@ -567,7 +562,7 @@ fn cancels_racing_the_loop_from_other_threads_decide_exactly_once() {
     lp.run_forever().unwrap();
     poster.join().unwrap();
     let (won, kept) = canceller.join().unwrap();
-    lp.run_until_complete(async {}).unwrap().unwrap();
+    lp.run_until_complete(async {}).unwrap();
     let ran = ran.lock().unwrap();
     for i in 0..posts {
         assert!(!(ran[i] && won[i]), "post {i} ran although its cancel won");
@@ -638,9 +633,8 @@ fn posts_from_many_threads_while_a_task_waits_on_another_thread() {
                 kept
             }
         })
-        .unwrap()
         .unwrap();
-    lp.run_until_complete(async {}).unwrap().unwrap();
+    lp.run_until_complete(async {}).unwrap();
     assert_eq!(total.load(Ordering::Relaxed), 4 * rounds);
     assert!(done.iter().all(|h| h.status() == CallStatus::Ran));
 }
@@ -887,7 +881,7 @@ fn a_task_woken_between_two_posts_runs_between_them() {
             })
             .await;
             r.lock().unwrap().push("task");
-            Ok::<_, std::convert::Infallible>(())
+            Ok::<_, Error>(())
         })
         .unwrap();
     lp.call_soon(stopper(&lp)).unwrap();

@@ -202,7 +202,7 @@ impl TaskGroup {
     ///
     /// let lp = EventLoop::with_virtual_clock().unwrap();
     /// lp.run_until_complete(async {
-    ///     let tg = TaskGroup::<std::convert::Infallible>::new();
+    ///     let tg = TaskGroup::new();
     ///     let err = tg.create_task(async { 1 }).unwrap_err();
     ///     assert_eq!(err.to_string(), "TaskGroup <TaskGroup> has not been entered");
     ///     let child = tg.clone().run(|tg| async move {
@@ -211,7 +211,8 @@ impl TaskGroup {
     ///     assert_eq!(child.result().unwrap(), 42, "done when the group is");
     ///     let err = tg.create_task(async { 1 }).unwrap_err();
     ///     assert_eq!(err.to_string(), "TaskGroup <TaskGroup entered> is finished");
-    /// }).unwrap().unwrap();
+    ///     Ok(())
+    /// }).unwrap();
     /// ```
     #[track_caller]
     pub fn create_task<F>(
@@ -265,17 +266,17 @@ impl TaskGroup {
     /// or if no task is running ([`ErrorKind::TaskGroupState`](crate::ErrorKind::TaskGroupState)).
     ///
     /// ```
-    /// use aioloop::{sleep, CancelledError, EventLoop, TaskGroup};
+    /// use aioloop::{sleep, EventLoop, TaskGroup};
     /// use std::time::Duration;
     ///
     /// let lp = EventLoop::with_virtual_clock().unwrap();
     /// let sum = lp.run_until_complete(async {
-    ///     TaskGroup::<CancelledError>::new().run(|tg| async move {
+    ///     TaskGroup::new().run(|tg| async move {
     ///         let a = tg.create_task(async { sleep(Duration::from_secs(2)).await?; Ok(2) }).unwrap();
     ///         let b = tg.create_task(async { sleep(Duration::from_secs(1)).await?; Ok(1) }).unwrap();
     ///         Ok((a, b))
     ///     }).await.map(|(a, b)| a.result().unwrap() + b.result().unwrap())
-    /// }).unwrap().unwrap();
+    /// }).unwrap();
     /// assert_eq!(sum, 3);
     /// assert_eq!(lp.time(), 2.0, "run returned once both children were done");
     /// ```
@@ -524,4 +525,3 @@ impl fmt::Display for TaskGroupStateError {
 }
 
 impl std::error::Error for TaskGroupStateError {}
-

@@ -118,7 +118,7 @@ pub fn timeout(delay: impl Into<Option<Duration>>) -> Result<Timeout, LoopError>
 ///     let cm = timeout_at(now + 5.0);
 ///     assert_eq!(cm.when(), Some(now + 5.0));
 ///     cm.run(sleep(Duration::from_secs(1))).await
-/// }).unwrap().unwrap();
+/// }).unwrap();
 /// ```
 pub fn timeout_at(when: impl Into<Option<f64>>) -> Timeout {
     Timeout::new(when.into())
@@ -318,14 +318,14 @@ impl Timeout {
     ///
     /// let lp = EventLoop::with_virtual_clock().unwrap();
     /// lp.run_until_complete(async {
-    ///     let cm = timeout(Duration::from_secs(1));
+    ///     let cm = timeout(Duration::from_secs(1))?;
     ///     cm.run(async {
     ///         let now = get_running_loop().unwrap().time();
     ///         cm.reschedule(now + 10.0).unwrap(); // more time
     ///         sleep(Duration::from_secs(5)).await
     ///     })
     ///     .await
-    /// }).unwrap().unwrap();
+    /// }).unwrap();
     /// assert_eq!(lp.time(), 5.0);
     /// ```
     pub fn reschedule(&self, when: impl Into<Option<f64>>) -> Result<(), TimeoutStateError> {

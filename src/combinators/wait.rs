@@ -295,4 +295,3 @@ impl<T: 'static> AsCompleted<T> {
         Poll::Pending
     }
 }
-

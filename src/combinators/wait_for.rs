@@ -41,8 +41,8 @@ use std::time::Duration;
 use crate::combinators::timeout::{self, Exit};
 use crate::debug::NeverAwaited;
 use crate::errors::{Error, InvalidStateError, LoopError, TaskOutput, TimeoutError};
-use crate::futures::Future;
 use crate::event_loop::{get_running_loop, LoopRef};
+use crate::futures::Future;
 use crate::tasks::{Task, TaskAwait};
 
 /// Something the combinators (`wait_for`, `shield`, `gather`, `wait`,
@@ -98,11 +98,6 @@ pub trait IntoTask {
     /// a move for one made here.
     #[doc(hidden)]
     fn outcome_of(task: &Task<Self::Ok>) -> Result<Self::Ok, Error>;
-    /// Awaits the task and reads its outcome as [`outcome_of`](Self::outcome_of).
-    #[doc(hidden)]
-    fn await_task(task: Task<Self::Ok>) -> TaskAwait<Self::Ok> {
-        TaskAwait::new(task, Self::outcome_of)
-    }
 }
 
 /// `&task`: the same task, read by clone.
@@ -220,12 +215,12 @@ fn take_as<T: 'static, V: 'static>(v: &mut Option<V>) -> Option<T> {
 /// assert_eq!(lp.time(), 1.0);
 /// ```
 #[track_caller]
-pub fn wait_for<I: IntoTask + 'static>(aw: I, timeout: impl Into<Option<Duration>>) -> WaitFor<I::Ok> {
+pub fn wait_for<I: IntoTask>(aw: I, timeout: impl Into<Option<Duration>>) -> WaitFor<I::Ok> {
     // The task starts now, as asyncio's `ensure_future` inside `wait_for`
     // would on the first step; a refusal waits to be awaited.
     let task = aw.into_task();
     WaitFor {
-        inner: Box::pin(wait_for_inner::<I>(task, timeout.into())),
+        inner: Box::pin(wait_for_inner(task, timeout.into(), I::outcome_of)),
         created: NeverAwaited::new(),
     }
 }
@@ -262,19 +257,22 @@ impl<T> std::fmt::Debug for WaitFor<T> {
     }
 }
 
-async fn wait_for_inner<I: IntoTask>(
-    task: Result<Task<I::Ok>, LoopError>,
+/// `read`: how the task's outcome is read ([`IntoTask::outcome_of`]); a
+/// function pointer, so that this future does not borrow what `aw` was.
+async fn wait_for_inner<T: 'static>(
+    task: Result<Task<T>, LoopError>,
     timeout: Option<Duration>,
-) -> Result<I::Ok, Error> {
+    read: fn(&Task<T>) -> Result<T, Error>,
+) -> Result<T, Error> {
     let task = task?;
     let Some(delay) = timeout else {
-        return I::await_task(task).await;
+        return TaskAwait::new(task, read).await;
     };
     if delay.is_zero() {
-        return expire_now::<I>(task).await;
+        return expire_now(task, read).await;
     }
     let cm = timeout::timeout(delay)?;
-    match cm.run_raw(I::await_task(task)).await {
+    match cm.run_raw(TaskAwait::new(task, read)).await {
         Exit::Output(r) => r,
         Exit::Timeout => Err(TimeoutError.into()),
         Exit::Cancelled(c) => Err(c.into()),
@@ -284,15 +282,18 @@ async fn wait_for_inner<I: IntoTask>(
 
 /// A zero timeout, asyncio's `timeout <= 0` branch: no timer, the task is
 /// cancelled at once (before its first step if it has not run yet).
-async fn expire_now<I: IntoTask>(task: Task<I::Ok>) -> Result<I::Ok, Error> {
+async fn expire_now<T: 'static>(
+    task: Task<T>,
+    read: fn(&Task<T>) -> Result<T, Error>,
+) -> Result<T, Error> {
     if task.done() {
-        return I::outcome_of(&task);
+        return read(&task);
     }
     task.cancel();
     // asyncio's `_cancel_and_wait`: the awaiting task's own cancellation
     // interrupts the wait; the inner task stays cancelled.
     task.as_ref().wait_done().await?;
-    match I::outcome_of(&task) {
+    match read(&task) {
         Err(e) if e.is_cancelled() => Err(TimeoutError.into()),
         r => r,
     }

@@ -66,7 +66,6 @@ impl From<CancelledError> for QueueError {
     }
 }
 
-
 /// A failed put: why ([`QueueError::Full`], [`ShutDown`](QueueError::ShutDown)
 /// or [`Cancelled`](QueueError::Cancelled)), and the item, handed back.
 ///
@@ -171,7 +170,6 @@ impl<T> std::error::Error for PutError<T> {
         Some(&self.kind)
     }
 }
-
 
 impl<T> From<PutError<T>> for QueueError {
     fn from(e: PutError<T>) -> Self {

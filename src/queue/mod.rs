@@ -155,8 +155,8 @@ struct Inner<T, S> {
 ///             loop {
 ///                 match q.get().await {
 ///                     Ok(x) => sum += x,
-///                     Err(QueueError::ShutDown) => return Ok::<_, QueueError>(sum),
-///                     Err(e) => return Err(e),
+///                     Err(QueueError::ShutDown) => return Ok::<_, aioloop::Error>(sum),
+///                     Err(e) => return Err(e.into()),
 ///                 }
 ///                 q.task_done()?;
 ///             }
@@ -168,9 +168,9 @@ struct Inner<T, S> {
 ///     }
 ///     q.join().await?; // every item was processed
 ///     q.shutdown(false);
-///     Ok::<_, QueueError>(consumer.await.unwrap())
+///     Ok::<_, aioloop::Error>(consumer.await.unwrap())
 /// });
-/// assert_eq!(total.unwrap().unwrap(), 55);
+/// assert_eq!(total.unwrap(), 55);
 /// ```
 pub struct Queue<T, S = Fifo<T>> {
     inner: Rc<Inner<T, S>>,
@@ -287,13 +287,13 @@ impl<T, S: Storage<T>> Queue<T, S> {
     ///     q.put("a").await.unwrap();
     ///     let second = {
     ///         let q = q.clone();
-    ///         create_task(async move { q.put("b").await }).unwrap()
+    ///         create_task(async move { Ok(q.put("b").await?) }).unwrap()
     ///     };
     ///     let first = q.get().await.unwrap(); // frees the slot "b" waits for
     ///     second.await.unwrap();
     ///     (first, q.get_nowait().unwrap())
     /// });
-    /// assert_eq!(got.unwrap().unwrap(), ("a", "b"));
+    /// assert_eq!(got.unwrap(), ("a", "b"));
     /// ```
     #[track_caller]
     pub fn put(&self, item: T) -> QueuePut<'_, T, S> {
@@ -347,13 +347,13 @@ impl<T, S: Storage<T>> Queue<T, S> {
     ///     let q = Queue::<i32>::new(0);
     ///     let getter = {
     ///         let q = q.clone();
-    ///         create_task(async move { q.get().await }).unwrap()
+    ///         create_task(async move { Ok(q.get().await?) }).unwrap()
     ///     };
     ///     aioloop::sleep(std::time::Duration::ZERO).await.unwrap(); // it waits
     ///     q.put_nowait(42).unwrap();
     ///     getter.await.unwrap()
     /// });
-    /// assert_eq!(got.unwrap().unwrap(), 42);
+    /// assert_eq!(got.unwrap(), 42);
     /// ```
     #[track_caller]
     pub fn get(&self) -> QueueGet<'_, T, S> {
@@ -436,14 +436,13 @@ impl<T, S: Storage<T>> Queue<T, S> {
     ///         let q = q.clone();
     ///         create_task(async move {
     ///             let _job = q.get().await?;
-    ///             q.task_done()
+    ///             Ok(q.task_done()?)
     ///         })
     ///         .unwrap()
     ///     };
     ///     q.join().await.unwrap();
     ///     assert!(worker.done());
     /// })
-    /// .unwrap()
     /// .unwrap();
     /// ```
     #[track_caller]
@@ -658,8 +657,8 @@ fn turn<T, S: Storage<T>>(q: &Queue<T, S>, list: &WaitList, key: &mut Option<Wai
 /// let lp = EventLoop::new().unwrap();
 /// let q = Queue::<&str>::new(0);
 /// q.put_nowait("ready").unwrap();
-/// let got = lp.run_until_complete(async move { q.get().await });
-/// assert_eq!(got.unwrap().unwrap(), "ready");
+/// let got = lp.run_until_complete(async move { Ok(q.get().await?) });
+/// assert_eq!(got.unwrap(), "ready");
 /// ```
 #[must_use = "futures do nothing unless awaited"]
 pub struct QueueGet<'a, T, S: Storage<T> = Fifo<T>> {
@@ -742,7 +741,7 @@ impl<T, S: Storage<T>> fmt::Debug for QueueGet<'_, T, S> {
 /// let lp = EventLoop::new().unwrap();
 /// let q = Queue::<char>::new(1);
 /// let q2 = q.clone();
-/// lp.run_until_complete(async move { q2.put('z').await }).unwrap().unwrap();
+/// lp.run_until_complete(async move { Ok(q2.put('z').await?) }).unwrap();
 /// assert_eq!(q.get_nowait().unwrap(), 'z');
 /// ```
 #[must_use = "futures do nothing unless awaited"]
@@ -833,7 +832,7 @@ impl<T, S: Storage<T>> fmt::Debug for QueuePut<'_, T, S> {
 /// let lp = EventLoop::new().unwrap();
 /// let q = Queue::<u8>::new(0);
 /// // Nothing unfinished: returns at once.
-/// lp.run_until_complete(async move { q.join().await }).unwrap().unwrap();
+/// lp.run_until_complete(async move { Ok(q.join().await?) }).unwrap();
 /// ```
 #[must_use = "futures do nothing unless awaited"]
 pub struct QueueJoin<'a, T, S: Storage<T> = Fifo<T>> {

@@ -124,9 +124,7 @@ impl<T> ConcurrentFuture<T> {
     /// Cancels it and the task behind it; false if already done.
     pub fn cancel(&self) -> bool {
         self.shared.cancel_requested.store(true, Ordering::SeqCst);
-        let done = self
-            .shared
-            .complete(Err(Error::cancelled(None)));
+        let done = self.shared.complete(Err(Error::cancelled(None)));
         if done {
             if let Some(w) = self.shared.task_waker.lock().take() {
                 w.wake();

@@ -82,7 +82,7 @@ impl BarrierInner {
 ///     let tasks: Vec<_> = (0..3)
 ///         .map(|_| {
 ///             let b = barrier.clone();
-///             create_task(async move { b.wait().await }).unwrap()
+///             create_task(async move { Ok(b.wait().await?) }).unwrap()
 ///         })
 ///         .collect();
 ///     let mut got = Vec::new();
@@ -91,7 +91,7 @@ impl BarrierInner {
 ///     }
 ///     got
 /// });
-/// assert_eq!(indices.unwrap().unwrap(), [0, 1, 2], "arrival order");
+/// assert_eq!(indices.unwrap(), [0, 1, 2], "arrival order");
 /// ```
 #[derive(Clone)]
 pub struct Barrier {

@@ -75,7 +75,7 @@ impl WaitTarget for ConditionInner {
 ///             let mut held = cond.acquire().await?;
 ///             cond.wait_for(&mut held, || items.get() > 0).await?;
 ///             items.set(items.get() - 1);
-///             Ok::<_, aioloop::sync::SyncError>("took one")
+///             Ok("took one")
 ///         })
 ///         .unwrap()
 ///     };
@@ -86,7 +86,7 @@ impl WaitTarget for ConditionInner {
 ///     drop(held);
 ///     consumer.await.unwrap()
 /// });
-/// assert_eq!(got.unwrap().unwrap(), "took one");
+/// assert_eq!(got.unwrap(), "took one");
 /// ```
 #[derive(Clone)]
 pub struct Condition {

@@ -42,13 +42,13 @@ struct EventInner {
 ///     async move {
 ///         let waiter = {
 ///             let ready = ready.clone();
-///             create_task(async move { ready.wait().await.map(|()| "woken") }).unwrap()
+///             create_task(async move { ready.wait().await?; Ok("woken") }).unwrap()
 ///         };
 ///         ready.set();
 ///         waiter.await.unwrap()
 ///     }
 /// });
-/// assert_eq!(got.unwrap().unwrap(), "woken");
+/// assert_eq!(got.unwrap(), "woken");
 /// assert!(ready.is_set());
 /// ```
 #[derive(Clone, Default)]

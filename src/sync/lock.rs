@@ -66,7 +66,7 @@ struct LockInner {
 ///                     log.borrow_mut().push(format!("{i} in"));
 ///                     sleep(Duration::from_secs(1)).await?;
 ///                     log.borrow_mut().push(format!("{i} out"));
-///                     Ok::<_, aioloop::CancelledError>(())
+///                     Ok::<_, aioloop::Error>(())
 ///                 })
 ///                 .unwrap()
 ///             })
@@ -304,7 +304,7 @@ mod tests {
                 create_task(async move {
                     // This handle lives inside the task's own future.
                     addr.set(&lock as *const Lock as usize);
-                    lock.acquire().await?;
+                    drop(lock.acquire().await?);
                     Ok(())
                 })
                 .unwrap()

@@ -217,4 +217,3 @@ impl From<CancelledError> for SyncError {
         SyncError::Cancelled(c)
     }
 }
-

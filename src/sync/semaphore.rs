@@ -126,7 +126,7 @@ impl WaitTarget for SemInner {
 ///                     peak.set(peak.get().max(running.get()));
 ///                     sleep(Duration::from_secs(1)).await?;
 ///                     running.set(running.get() - 1);
-///                     Ok::<_, aioloop::CancelledError>(())
+///                     Ok::<_, aioloop::Error>(())
 ///                 })
 ///                 .unwrap()
 ///             })

@@ -58,9 +58,13 @@
 //! strong handle does (`sync::weak_handle_dropped`, `WeakQueue`'s `Drop`),
 //! unless more `Weak`s remain than the primitive has waiters (each parked
 //! task holds at most one record, so another weak handle is still out
-//! there). aioloop holds no other `Weak` to a primitive: the records are
-//! cleared when a task's step starts, and the check's own look at a record
-//! is a temporary that is gone before the counts are compared.
+//! there). The check itself lets such a task go at its first look, before
+//! it collects anything: a primitive with more `Weak`s than parked waiters
+//! cannot pass the condition.
+//!
+//! aioloop holds no other `Weak` to a primitive: the records are cleared
+//! when a task's step starts, and the check's own look at a record is a
+//! temporary that is gone before the counts are compared.
 //!
 //! Every dead task is reported through the exception handler with
 //! asyncio's message, what it waited on and why nothing can wake it, then
@@ -319,6 +323,19 @@ impl LoopCore {
             FutWaiter::Target(w) => Target::Prim(w.upgrade()?),
             FutWaiter::Task(t) => Target::Task(t),
         };
+        // A primitive with more `Weak`s than parked waiters has a weak
+        // handle out there (each parked task holds one record; the clone
+        // above is gone): a way in, so `target_dead` would say alive. Seen
+        // here, before the registrations are collected and the primitive
+        // described, because a task that parks on a primitive reached only
+        // through weak handles is suspected at every park (measured on a
+        // consumer parking once per item: 2.4 µs per park without this,
+        // 0.45 µs with it, 0.25 µs with a strong handle outside).
+        if let Target::Prim(p) = &target {
+            if Rc::weak_count(p) > p.unnotified() {
+                return None;
+            }
+        }
         let regs = match &target {
             Target::Prim(p) => p.registrations(),
             Target::Task(t) => self

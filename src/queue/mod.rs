@@ -16,6 +16,7 @@
 //! | `task_done()`, `await q.join()` | same names |
 //! | `shutdown(immediate=False)` | [`Queue::shutdown`]`(immediate)`, which hands the discarded items back |
 //! | `QueueEmpty`, `QueueFull`, `QueueShutDown`, `ValueError` | [`QueueError`], same names |
+//! | `weakref.ref(q)` | [`Queue::downgrade`] → [`WeakQueue`], whose `upgrade()` gives the queue back while a handle lives |
 //!
 //! # How waiting works (asyncio's algorithm, kept step for step)
 //!
@@ -62,6 +63,11 @@
 //!   again before it runs (asyncio's `Event` semantics).
 //! - Nothing is woken and no item is dropped while the storage is borrowed.
 //!
+//! A [`WeakQueue`] does not keep the queue alive, but to the stuck-task
+//! check (`stuck.rs`) it is a way in while it lives: a task waiting on the
+//! queue is not reported while any weak handle to it exists, and dropping
+//! the last one makes the check look again.
+//!
 //! Like asyncio's, queues are for tasks of one loop and not thread-safe
 //! (`!Send`). A queue binds to the loop of its first waiter, as the
 //! primitives of [`crate::sync`] do.
@@ -71,12 +77,12 @@ use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::task::{Context, Poll};
 
 use crate::debug::NeverAwaited;
 use crate::errors::CancelledError;
-use crate::sync::Binding;
+use crate::sync::{fmt_weak, Binding};
 use crate::tasks::take_cancel_request;
 use crate::tasks::{set_fut_waiter, FutWaiter, WaitTarget};
 use crate::waiters::{WaitKind, WaitList, WaitSite, WaiterKey};
@@ -454,6 +460,22 @@ impl<T, S: Storage<T>> Queue<T, S> {
         }
     }
 
+    /// A [`WeakQueue`] to this queue: it does not keep the queue alive.
+    ///
+    /// ```
+    /// use aioloop::queue::Queue;
+    ///
+    /// let q = Queue::<&str>::new(0);
+    /// let weak = q.downgrade();
+    /// weak.upgrade().unwrap().put_nowait("hi").unwrap();
+    /// assert_eq!(q.get_nowait().unwrap(), "hi", "the same queue");
+    /// ```
+    pub fn downgrade(&self) -> WeakQueue<T, S> {
+        WeakQueue {
+            inner: Rc::downgrade(&self.inner),
+        }
+    }
+
     /// Shuts the queue down (asyncio 3.13's `shutdown`): puts fail with
     /// `QueueShutDown` from now on; gets fail with it once the queue is
     /// empty. Every waiting getter and putter is woken to re-check.
@@ -566,24 +588,29 @@ impl<T: 'static, S: Storage<T> + 'static> WaitTarget for Inner<T, S> {
     }
 }
 
-impl<T, S> Drop for Queue<T, S> {
-    fn drop(&mut self) {
-        // A handle of a queue that tasks wait on is going: they may have
-        // lost their last way to be woken (see `stuck.rs`).
-        let inner = &self.inner;
+impl<T, S> Inner<T, S> {
+    /// A way in to the queue is going (a handle, or the last weak handle):
+    /// tasks waiting on it may have lost their last way to be woken (see
+    /// `stuck.rs`). `strong` handles are left.
+    fn lost_a_way_in(&self, strong: usize) {
         let waiting =
-            inner.getters.unnotified() + inner.putters.unnotified() + inner.joiners.unnotified();
-        if waiting == 0 {
+            self.getters.unnotified() + self.putters.unnotified() + self.joiners.unnotified();
+        // Every handle of a dead queue is borrowed by one of its parked
+        // waiters: more handles than that, and someone else holds one.
+        if waiting == 0 || strong > waiting {
             return;
         }
-        if let Some(core) = inner.binding.bound() {
-            let left = Rc::strong_count(inner) - 1;
-            if left <= waiting {
-                for list in [&inner.getters, &inner.putters, &inner.joiners] {
-                    core.suspect_waiters(list, 0);
-                }
+        if let Some(core) = self.binding.bound() {
+            for list in [&self.getters, &self.putters, &self.joiners] {
+                core.suspect_waiters(list, 0);
             }
         }
+    }
+}
+
+impl<T, S> Drop for Queue<T, S> {
+    fn drop(&mut self) {
+        self.inner.lost_a_way_in(Rc::strong_count(&self.inner) - 1);
     }
 }
 
@@ -614,6 +641,112 @@ impl<T, S: Storage<T>> fmt::Debug for Queue<T, S> {
             f.write_str(" shutdown")?;
         }
         f.write_str(">")
+    }
+}
+
+/// A weak handle to a [`Queue`] (`Rc`'s `Weak`): it does not keep the queue
+/// alive, and [`upgrade`](WeakQueue::upgrade) gives a handle to the same
+/// queue while a strong one is left. [`WeakLifoQueue`] and
+/// [`WeakPriorityQueue`] are the same type with another [`Storage`].
+///
+/// For the stuck-task check a live weak handle is a way in: a task waiting
+/// on the queue is never reported stuck while one exists, since whoever
+/// holds it could upgrade it and put an item (or take one, or shut the
+/// queue down). Dropping the last one makes the check look again (see
+/// `docs/DEBUGGING.md`).
+///
+/// ```
+/// use aioloop::queue::{Queue, WeakQueue};
+///
+/// struct Producer {
+///     out: WeakQueue<u32>,
+/// }
+///
+/// let q = Queue::<u32>::new(0);
+/// let producer = Producer { out: q.downgrade() };
+/// if let Some(out) = producer.out.upgrade() {
+///     out.put_nowait(7).unwrap();
+/// }
+/// assert_eq!(q.get_nowait().unwrap(), 7, "the same queue");
+/// drop(q);
+/// assert!(producer.out.upgrade().is_none(), "no strong handle is left");
+/// ```
+pub struct WeakQueue<T, S = Fifo<T>> {
+    inner: Weak<Inner<T, S>>,
+}
+
+/// A weak handle to a [`LifoQueue`].
+///
+/// ```
+/// use aioloop::queue::{LifoQueue, WeakLifoQueue};
+///
+/// let q: LifoQueue<u8> = LifoQueue::new(0);
+/// let weak: WeakLifoQueue<u8> = q.downgrade();
+/// weak.upgrade().unwrap().put_nowait(1).unwrap();
+/// assert_eq!(q.qsize(), 1);
+/// ```
+pub type WeakLifoQueue<T> = WeakQueue<T, Lifo<T>>;
+
+/// A weak handle to a [`PriorityQueue`].
+///
+/// ```
+/// use aioloop::queue::{PriorityQueue, WeakPriorityQueue};
+///
+/// let q: PriorityQueue<u8> = PriorityQueue::new(0);
+/// let weak: WeakPriorityQueue<u8> = q.downgrade();
+/// drop(q);
+/// assert!(weak.upgrade().is_none());
+/// ```
+pub type WeakPriorityQueue<T> = WeakQueue<T, Priority<T>>;
+
+impl<T, S> WeakQueue<T, S> {
+    /// The queue, if a strong handle to it is still alive.
+    ///
+    /// ```
+    /// use aioloop::queue::Queue;
+    ///
+    /// let q = Queue::<u8>::new(3);
+    /// let weak = q.downgrade();
+    /// assert_eq!(weak.upgrade().unwrap().maxsize(), 3);
+    /// drop(q);
+    /// assert!(weak.upgrade().is_none());
+    /// ```
+    pub fn upgrade(&self) -> Option<Queue<T, S>> {
+        self.inner.upgrade().map(|inner| Queue { inner })
+    }
+}
+
+impl<T, S> Clone for WeakQueue<T, S> {
+    /// Another weak handle to the same queue.
+    fn clone(&self) -> Self {
+        WeakQueue {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<T, S> Drop for WeakQueue<T, S> {
+    fn drop(&mut self) {
+        // Upgraded for the look (one strong count more, taken back out);
+        // this weak handle is still counted while it drops.
+        let Some(inner) = self.inner.upgrade() else {
+            return;
+        };
+        let weak_left = Rc::weak_count(&inner) - 1;
+        let waiters = inner.getters.waiters() + inner.putters.waiters() + inner.joiners.waiters();
+        // Each task parked on the queue holds at most one `Weak` (its
+        // parked-on record): more than that, and another weak handle is
+        // still out there, a way in.
+        if weak_left <= waiters {
+            inner.lost_a_way_in(Rc::strong_count(&inner) - 1);
+        }
+    }
+}
+
+impl<T: 'static, S: Storage<T> + 'static> fmt::Debug for WeakQueue<T, S> {
+    /// `WeakQueue(<Queue maxsize=0 qsize=1>)`, or `WeakQueue(dropped)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt_weak(f, "WeakQueue", &self.inner)
     }
 }
 

@@ -29,10 +29,10 @@ use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::task::{Context, Poll};
 
-use super::{SyncError, Waiters};
+use super::{fmt_weak, weak_handle_dropped, SyncError, Waiters};
 use crate::debug::NeverAwaited;
 use crate::tasks::{set_fut_waiter, take_cancel_request, FutWaiter, WaitTarget};
 use crate::waiters::{WaitKind, WaitList, WaitSite, WaiterKey};
@@ -141,6 +141,22 @@ impl Barrier {
         inner.notify_all();
     }
 
+    /// A [`WeakBarrier`] to this barrier: it does not keep the barrier alive.
+    ///
+    /// ```
+    /// use aioloop::sync::Barrier;
+    ///
+    /// let barrier = Barrier::new(2).unwrap();
+    /// let weak = barrier.downgrade();
+    /// weak.upgrade().unwrap().abort();
+    /// assert!(barrier.broken(), "the same barrier");
+    /// ```
+    pub fn downgrade(&self) -> WeakBarrier {
+        WeakBarrier {
+            inner: Rc::downgrade(&self.inner),
+        }
+    }
+
     /// Breaks the barrier: current and future `wait()` calls fail with
     /// `BrokenBarrierError` until [`reset`](Barrier::reset).
     pub fn abort(&self) {
@@ -212,6 +228,66 @@ enum Step {
     /// Inside, with this arrival index, waiting for the round to end.
     Inside(usize),
     Done,
+}
+
+/// A weak handle to a [`Barrier`] (`Rc`'s `Weak`): it does not keep the
+/// barrier alive, and [`upgrade`](WeakBarrier::upgrade) gives a handle to the
+/// same barrier while a strong one is left.
+///
+/// For the stuck-task check a live weak handle is a way in: a task waiting
+/// on the barrier is never reported stuck while one exists, since whoever
+/// holds it could upgrade it and abort or reset it. Dropping the last one makes the
+/// check look again (see `docs/DEBUGGING.md`).
+///
+/// ```
+/// use aioloop::sync::{Barrier, WeakBarrier};
+///
+/// struct Supervisor {
+///     gate: WeakBarrier,
+/// }
+///
+/// let barrier = Barrier::new(3).unwrap();
+/// let sup = Supervisor { gate: barrier.downgrade() };
+/// if let Some(gate) = sup.gate.upgrade() {
+///     gate.abort();
+/// }
+/// assert!(barrier.broken());
+/// drop(barrier);
+/// assert!(sup.gate.upgrade().is_none(), "no strong handle is left");
+/// ```
+#[derive(Clone)]
+pub struct WeakBarrier {
+    inner: Weak<BarrierInner>,
+}
+
+impl WeakBarrier {
+    /// The barrier, if a strong handle to it is still alive.
+    ///
+    /// ```
+    /// use aioloop::sync::Barrier;
+    ///
+    /// let barrier = Barrier::new(4).unwrap();
+    /// let weak = barrier.downgrade();
+    /// assert_eq!(weak.upgrade().unwrap().parties(), 4);
+    /// drop(barrier);
+    /// assert!(weak.upgrade().is_none());
+    /// ```
+    pub fn upgrade(&self) -> Option<Barrier> {
+        self.inner.upgrade().map(|inner| Barrier { inner })
+    }
+}
+
+impl Drop for WeakBarrier {
+    fn drop(&mut self) {
+        weak_handle_dropped(&self.inner, |i| &i.waiters);
+    }
+}
+
+impl fmt::Debug for WeakBarrier {
+    /// `WeakBarrier(<Barrier [...]>)`, or `WeakBarrier(dropped)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt_weak(f, "WeakBarrier", &self.inner)
+    }
 }
 
 /// The future of [`Barrier::wait`].

@@ -22,10 +22,10 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::task::{Context, Poll};
 
-use super::{Lock, LockAcquire, LockGuard, SyncError, Waiters};
+use super::{fmt_weak, weak_handle_dropped, Lock, LockAcquire, LockGuard, SyncError, Waiters};
 use crate::debug::NeverAwaited;
 use crate::errors::CancelledError;
 use crate::tasks::{set_fut_waiter, take_cancel_request, FutWaiter, WaitTarget};
@@ -116,6 +116,23 @@ impl Condition {
         }
     }
 
+    /// A [`WeakCondition`] to this condition: it does not keep the condition alive.
+    ///
+    /// ```
+    /// use aioloop::sync::Condition;
+    ///
+    /// let cond = Condition::new();
+    /// let weak = cond.downgrade();
+    /// assert!(weak.upgrade().is_some());
+    /// drop(cond);
+    /// assert!(weak.upgrade().is_none(), "the weak handle did not keep it");
+    /// ```
+    pub fn downgrade(&self) -> WeakCondition {
+        WeakCondition {
+            inner: Rc::downgrade(&self.inner),
+        }
+    }
+
     /// The underlying lock.
     pub fn lock(&self) -> &Lock {
         &self.inner.lock
@@ -192,6 +209,70 @@ impl fmt::Debug for Condition {
     /// asyncio's repr: `<Condition [unlocked]>`, `<Condition [locked, waiters:1]>`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.inner.describe())
+    }
+}
+
+/// A weak handle to a [`Condition`] (`Rc`'s `Weak`): it does not keep the
+/// condition alive, and [`upgrade`](WeakCondition::upgrade) gives a handle to the
+/// same condition while a strong one is left.
+///
+/// For the stuck-task check a live weak handle is a way in: a task waiting
+/// on the condition is never reported stuck while one exists, since whoever
+/// holds it could upgrade it and notify the waiters. Dropping the last one makes the
+/// check look again (see `docs/DEBUGGING.md`).
+///
+/// Through the condition it reaches the condition's lock as well (the
+/// condition holds its lock strongly): [`Condition::lock`] on the upgraded
+/// handle.
+///
+/// ```
+/// use aioloop::sync::Condition;
+/// use aioloop::EventLoop;
+///
+/// let lp = EventLoop::new().unwrap();
+/// let cond = Condition::new();
+/// let weak = cond.downgrade();
+/// lp.run_until_complete(async move {
+///     let strong = weak.upgrade().expect("`cond` is still alive");
+///     let _held = strong.acquire().await.unwrap();
+///     assert!(cond.locked(), "the same condition, over the same lock");
+///     strong.notify_all().unwrap();
+/// })
+/// .unwrap()
+/// .unwrap();
+/// ```
+#[derive(Clone)]
+pub struct WeakCondition {
+    inner: Weak<ConditionInner>,
+}
+
+impl WeakCondition {
+    /// The condition, if a strong handle to it is still alive.
+    ///
+    /// ```
+    /// use aioloop::sync::Condition;
+    ///
+    /// let cond = Condition::new();
+    /// let weak = cond.downgrade();
+    /// assert!(!weak.upgrade().unwrap().locked());
+    /// drop(cond);
+    /// assert!(weak.upgrade().is_none());
+    /// ```
+    pub fn upgrade(&self) -> Option<Condition> {
+        self.inner.upgrade().map(|inner| Condition { inner })
+    }
+}
+
+impl Drop for WeakCondition {
+    fn drop(&mut self) {
+        weak_handle_dropped(&self.inner, |i| &i.waiters);
+    }
+}
+
+impl fmt::Debug for WeakCondition {
+    /// `WeakCondition(<Condition [...]>)`, or `WeakCondition(dropped)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt_weak(f, "WeakCondition", &self.inner)
     }
 }
 

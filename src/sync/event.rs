@@ -14,10 +14,10 @@ use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::task::{Context, Poll};
 
-use super::Waiters;
+use super::{fmt_weak, weak_handle_dropped, Waiters};
 use crate::debug::NeverAwaited;
 use crate::errors::CancelledError;
 use crate::tasks::{set_fut_waiter, take_cancel_request, FutWaiter, WaitTarget};
@@ -80,6 +80,22 @@ impl Event {
         self.inner.value.set(false);
     }
 
+    /// A [`WeakEvent`] to this event: it does not keep the event alive.
+    ///
+    /// ```
+    /// use aioloop::sync::Event;
+    ///
+    /// let ev = Event::new();
+    /// let weak = ev.downgrade();
+    /// weak.upgrade().unwrap().set();
+    /// assert!(ev.is_set(), "the same event");
+    /// ```
+    pub fn downgrade(&self) -> WeakEvent {
+        WeakEvent {
+            inner: Rc::downgrade(&self.inner),
+        }
+    }
+
     /// Waits until the flag is set (asyncio's `wait()`, which returns
     /// `True`); a cancellation point.
     #[track_caller]
@@ -120,6 +136,66 @@ impl fmt::Debug for Event {
     /// asyncio's repr: `<Event [set]>`, `<Event [unset, waiters:1]>`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.inner.describe())
+    }
+}
+
+/// A weak handle to an [`Event`] (`Rc`'s `Weak`): it does not keep the
+/// event alive, and [`upgrade`](WeakEvent::upgrade) gives a handle to the
+/// same event while a strong one is left.
+///
+/// For the stuck-task check a live weak handle is a way in: a task waiting
+/// on the event is never reported stuck while one exists, since whoever
+/// holds it could upgrade it and set the event. Dropping the last one makes
+/// the check look again (see `docs/DEBUGGING.md`).
+///
+/// ```
+/// use aioloop::sync::{Event, WeakEvent};
+///
+/// struct Owner {
+///     ready: WeakEvent,
+/// }
+///
+/// let ev = Event::new();
+/// let owner = Owner { ready: ev.downgrade() };
+/// if let Some(ev) = owner.ready.upgrade() {
+///     ev.set();
+/// }
+/// assert!(ev.is_set());
+/// drop(ev);
+/// assert!(owner.ready.upgrade().is_none(), "no strong handle is left");
+/// ```
+#[derive(Clone)]
+pub struct WeakEvent {
+    inner: Weak<EventInner>,
+}
+
+impl WeakEvent {
+    /// The event, if a strong handle to it is still alive.
+    ///
+    /// ```
+    /// use aioloop::sync::Event;
+    ///
+    /// let ev = Event::new();
+    /// let weak = ev.downgrade();
+    /// assert!(!weak.upgrade().unwrap().is_set());
+    /// drop(ev);
+    /// assert!(weak.upgrade().is_none());
+    /// ```
+    pub fn upgrade(&self) -> Option<Event> {
+        self.inner.upgrade().map(|inner| Event { inner })
+    }
+}
+
+impl Drop for WeakEvent {
+    fn drop(&mut self) {
+        weak_handle_dropped(&self.inner, |i| &i.waiters);
+    }
+}
+
+impl fmt::Debug for WeakEvent {
+    /// `WeakEvent(<Event [unset]>)`, or `WeakEvent(dropped)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt_weak(f, "WeakEvent", &self.inner)
     }
 }
 

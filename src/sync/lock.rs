@@ -23,10 +23,10 @@ use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::task::{Context, Poll};
 
-use super::{SyncError, Waiters};
+use super::{fmt_weak, weak_handle_dropped, SyncError, Waiters};
 use crate::debug::NeverAwaited;
 use crate::errors::CancelledError;
 use crate::tasks::{set_fut_waiter, take_cancel_request, FutWaiter, WaitTarget};
@@ -93,6 +93,23 @@ impl Lock {
     /// True while the lock is held (asyncio's `locked()`).
     pub fn locked(&self) -> bool {
         self.inner.locked.get()
+    }
+
+    /// A [`WeakLock`] to this lock: it does not keep the lock alive.
+    ///
+    /// ```
+    /// use aioloop::sync::Lock;
+    ///
+    /// let lock = Lock::new();
+    /// let weak = lock.downgrade();
+    /// assert!(weak.upgrade().is_some());
+    /// drop(lock);
+    /// assert!(weak.upgrade().is_none(), "the weak handle did not keep it");
+    /// ```
+    pub fn downgrade(&self) -> WeakLock {
+        WeakLock {
+            inner: Rc::downgrade(&self.inner),
+        }
     }
 
     /// Waits for the lock and takes it (asyncio's `acquire()`); a
@@ -221,6 +238,65 @@ impl fmt::Debug for LockGuard<'_> {
             self.lock,
             self.lock.holds(self)
         )
+    }
+}
+
+/// A weak handle to a [`Lock`] (`Rc`'s `Weak`): it does not keep the
+/// lock alive, and [`upgrade`](WeakLock::upgrade) gives a handle to the
+/// same lock while a strong one is left.
+///
+/// For the stuck-task check a live weak handle is a way in: a task waiting
+/// on the lock is never reported stuck while one exists, since whoever
+/// holds it could upgrade it and release the lock. Dropping the last one makes the
+/// check look again (see `docs/DEBUGGING.md`).
+///
+/// ```
+/// use aioloop::sync::Lock;
+/// use aioloop::EventLoop;
+///
+/// let lp = EventLoop::new().unwrap();
+/// let lock = Lock::new();
+/// let weak = lock.downgrade();
+/// lp.run_until_complete(async move {
+///     let strong = weak.upgrade().expect("`lock` is still alive");
+///     let _held = strong.acquire().await.unwrap();
+///     assert!(lock.locked(), "the same lock");
+/// })
+/// .unwrap()
+/// .unwrap();
+/// ```
+#[derive(Clone)]
+pub struct WeakLock {
+    inner: Weak<LockInner>,
+}
+
+impl WeakLock {
+    /// The lock, if a strong handle to it is still alive.
+    ///
+    /// ```
+    /// use aioloop::sync::Lock;
+    ///
+    /// let lock = Lock::new();
+    /// let weak = lock.downgrade();
+    /// assert!(!weak.upgrade().unwrap().locked());
+    /// drop(lock);
+    /// assert!(weak.upgrade().is_none());
+    /// ```
+    pub fn upgrade(&self) -> Option<Lock> {
+        self.inner.upgrade().map(|inner| Lock { inner })
+    }
+}
+
+impl Drop for WeakLock {
+    fn drop(&mut self) {
+        weak_handle_dropped(&self.inner, |i| &i.waiters);
+    }
+}
+
+impl fmt::Debug for WeakLock {
+    /// `WeakLock(<Lock [...]>)`, or `WeakLock(dropped)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt_weak(f, "WeakLock", &self.inner)
     }
 }
 

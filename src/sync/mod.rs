@@ -13,6 +13,15 @@
 //! handle's address: the diagnostics read them to say what a stuck task
 //! waits on and whether anything else can still reach it.
 //!
+//! Each handle also has a weak form, as `Rc` has `Weak`: `downgrade()` gives
+//! a [`WeakLock`], [`WeakEvent`], [`WeakCondition`], [`WeakSemaphore`],
+//! [`WeakBoundedSemaphore`] or [`WeakBarrier`] that does not keep the
+//! primitive alive, and whose `upgrade()` hands back a handle to the same
+//! primitive while a strong one is left. To the stuck-task check a live
+//! weak handle is a way in (whoever holds it could upgrade it and wake the
+//! waiters), and dropping the last one makes the check look again, as
+//! dropping a strong handle does (see `stuck.rs`).
+//!
 //! # Fairness and cancellation (asyncio's guarantees)
 //!
 //! - Waiters are served in FIFO order, and a newcomer does not overtake a
@@ -46,14 +55,18 @@ mod event;
 mod lock;
 mod semaphore;
 
-pub use barrier::{Barrier, BarrierWait};
-pub use condition::{Condition, ConditionWait};
-pub use event::{Event, EventWait};
-pub use lock::{Lock, LockAcquire, LockGuard};
-pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreAcquire, SemaphoreGuard};
+pub use barrier::{Barrier, BarrierWait, WeakBarrier};
+pub use condition::{Condition, ConditionWait, WeakCondition};
+pub use event::{Event, EventWait, WeakEvent};
+pub use lock::{Lock, LockAcquire, LockGuard, WeakLock};
+pub use semaphore::{
+    BoundedSemaphore, Semaphore, SemaphoreAcquire, SemaphoreGuard, WeakBoundedSemaphore,
+    WeakSemaphore,
+};
 
 use std::task::Context;
 
+use crate::tasks::WaitTarget;
 use crate::waiters::{Registration, WaitList, WaitSite, WaiterKey};
 
 /// The loop a primitive is bound to (asyncio's `_LoopBoundMixin`).
@@ -164,6 +177,56 @@ impl Waiters {
                 core.suspect_waiters(&self.list, strong - 1);
             }
         }
+    }
+
+    /// A weak handle of the primitive is going: it was a way in (see
+    /// `stuck.rs`), so its waiters may have lost their last way to be woken,
+    /// as when a strong handle goes.
+    ///
+    /// `strong` is the number of strong handles (none is going), `weak` the
+    /// number of `Weak`s left once this one is gone, the parked tasks'
+    /// records included.
+    pub(crate) fn weak_dropped(&self, strong: usize, weak: usize) {
+        let waiters = self.list.waiters();
+        // Each task parked here holds at most one `Weak` (its parked-on
+        // record): more `Weak`s than waiters means another weak handle is
+        // still out there, a way in, and the check would find them alive.
+        if waiters == 0 || weak > waiters {
+            return;
+        }
+        if let Some(core) = self.binding.bound() {
+            core.suspect_waiters(&self.list, strong);
+        }
+    }
+}
+
+/// The common `Drop` of the weak handles of [`crate::sync`]: tells the
+/// primitive's [`Waiters`] that a weak handle is going (`waiters` picks them
+/// out of the primitive).
+///
+/// The primitive is upgraded for the look: one strong count more, which is
+/// taken back out; `weak` itself is still counted while its owner drops.
+pub(crate) fn weak_handle_dropped<I>(weak: &Weak<I>, waiters: impl FnOnce(&I) -> &Waiters) {
+    // No strong handle left: the primitive is gone, its waiters with it.
+    let Some(inner) = weak.upgrade() else {
+        return;
+    };
+    let strong = Rc::strong_count(&inner) - 1;
+    let weak_left = Rc::weak_count(&inner) - 1;
+    waiters(&inner).weak_dropped(strong, weak_left);
+}
+
+/// The common `Debug` of the weak handles: `WeakEvent(<Event [unset]>)`
+/// while the primitive lives, `WeakEvent(dropped)` after (the look upgrades
+/// nothing into a handle, so no handle's `Drop` runs).
+pub(crate) fn fmt_weak<I: WaitTarget>(
+    f: &mut fmt::Formatter<'_>,
+    name: &str,
+    weak: &Weak<I>,
+) -> fmt::Result {
+    match weak.upgrade() {
+        Some(inner) => write!(f, "{name}({})", inner.describe()),
+        None => write!(f, "{name}(dropped)"),
     }
 }
 

@@ -20,10 +20,10 @@ use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::task::{Context, Poll};
 
-use super::{SyncError, Waiters};
+use super::{fmt_weak, weak_handle_dropped, SyncError, Waiters};
 use crate::debug::NeverAwaited;
 use crate::errors::CancelledError;
 use crate::tasks::{set_fut_waiter, take_cancel_request, FutWaiter, WaitTarget};
@@ -108,7 +108,7 @@ impl WaitTarget for SemInner {
 /// use aioloop::sync::Semaphore;
 /// use aioloop::{create_task, sleep, EventLoop};
 /// use std::cell::Cell;
-/// use std::rc::Rc;
+/// use std::rc::{Rc, Weak};
 /// use std::time::Duration;
 ///
 /// let lp = EventLoop::with_virtual_clock().unwrap();
@@ -175,6 +175,22 @@ impl Semaphore {
         }
     }
 
+    /// A [`WeakSemaphore`] to this semaphore: it does not keep the semaphore alive.
+    ///
+    /// ```
+    /// use aioloop::sync::Semaphore;
+    ///
+    /// let sem = Semaphore::new(1);
+    /// let weak = sem.downgrade();
+    /// weak.upgrade().unwrap().release();
+    /// assert_eq!(sem.value(), 2, "the same semaphore");
+    /// ```
+    pub fn downgrade(&self) -> WeakSemaphore {
+        WeakSemaphore {
+            inner: Rc::downgrade(&self.inner),
+        }
+    }
+
     /// Adds a permit and wakes the first waiter (asyncio's `release()`).
     pub fn release(&self) {
         // Unbounded: cannot fail.
@@ -194,6 +210,66 @@ impl fmt::Debug for Semaphore {
     /// asyncio's repr: `<Semaphore [unlocked, value:2]>`, `<Semaphore [locked, waiters:1]>`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.inner.describe())
+    }
+}
+
+/// A weak handle to a [`Semaphore`] (`Rc`'s `Weak`): it does not keep the
+/// semaphore alive, and [`upgrade`](WeakSemaphore::upgrade) gives a handle to the
+/// same semaphore while a strong one is left.
+///
+/// For the stuck-task check a live weak handle is a way in: a task waiting
+/// on the semaphore is never reported stuck while one exists, since whoever
+/// holds it could upgrade it and release a permit. Dropping the last one makes the
+/// check look again (see `docs/DEBUGGING.md`).
+///
+/// ```
+/// use aioloop::sync::{Semaphore, WeakSemaphore};
+///
+/// struct Pool {
+///     permits: WeakSemaphore,
+/// }
+///
+/// let sem = Semaphore::new(0);
+/// let pool = Pool { permits: sem.downgrade() };
+/// if let Some(sem) = pool.permits.upgrade() {
+///     sem.release();
+/// }
+/// assert_eq!(sem.value(), 1);
+/// drop(sem);
+/// assert!(pool.permits.upgrade().is_none(), "no strong handle is left");
+/// ```
+#[derive(Clone)]
+pub struct WeakSemaphore {
+    inner: Weak<SemInner>,
+}
+
+impl WeakSemaphore {
+    /// The semaphore, if a strong handle to it is still alive.
+    ///
+    /// ```
+    /// use aioloop::sync::Semaphore;
+    ///
+    /// let sem = Semaphore::new(3);
+    /// let weak = sem.downgrade();
+    /// assert_eq!(weak.upgrade().unwrap().value(), 3);
+    /// drop(sem);
+    /// assert!(weak.upgrade().is_none());
+    /// ```
+    pub fn upgrade(&self) -> Option<Semaphore> {
+        self.inner.upgrade().map(|inner| Semaphore { inner })
+    }
+}
+
+impl Drop for WeakSemaphore {
+    fn drop(&mut self) {
+        weak_handle_dropped(&self.inner, |i| &i.waiters);
+    }
+}
+
+impl fmt::Debug for WeakSemaphore {
+    /// `WeakSemaphore(<Semaphore [...]>)`, or `WeakSemaphore(dropped)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt_weak(f, "WeakSemaphore", &self.inner)
     }
 }
 
@@ -243,6 +319,23 @@ impl BoundedSemaphore {
         }
     }
 
+    /// A [`WeakBoundedSemaphore`] to this semaphore: it does not keep the semaphore alive.
+    ///
+    /// ```
+    /// use aioloop::sync::BoundedSemaphore;
+    ///
+    /// let sem = BoundedSemaphore::new(1);
+    /// let weak = sem.downgrade();
+    /// assert!(weak.upgrade().unwrap().release().is_err(), "the same bound");
+    /// drop(sem);
+    /// assert!(weak.upgrade().is_none());
+    /// ```
+    pub fn downgrade(&self) -> WeakBoundedSemaphore {
+        WeakBoundedSemaphore {
+            inner: Rc::downgrade(&self.inner),
+        }
+    }
+
     /// Adds a permit; `BoundedSemaphore released too many times` if that
     /// would exceed the initial value.
     pub fn release(&self) -> Result<(), SyncError> {
@@ -261,6 +354,67 @@ impl Drop for BoundedSemaphore {
 impl fmt::Debug for BoundedSemaphore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.inner.describe())
+    }
+}
+
+/// A weak handle to a [`BoundedSemaphore`] (`Rc`'s `Weak`): it does not keep the
+/// semaphore alive, and [`upgrade`](WeakBoundedSemaphore::upgrade) gives a handle to the
+/// same semaphore while a strong one is left.
+///
+/// For the stuck-task check a live weak handle is a way in: a task waiting
+/// on the semaphore is never reported stuck while one exists, since whoever
+/// holds it could upgrade it and release a permit. Dropping the last one makes the
+/// check look again (see `docs/DEBUGGING.md`).
+///
+/// ```
+/// use aioloop::sync::BoundedSemaphore;
+/// use aioloop::EventLoop;
+///
+/// let lp = EventLoop::new().unwrap();
+/// let sem = BoundedSemaphore::new(1);
+/// let weak = sem.downgrade();
+/// lp.run_until_complete(async move {
+///     let strong = weak.upgrade().expect("`sem` is still alive");
+///     let permit = strong.acquire().await.unwrap();
+///     assert_eq!(sem.value(), 0, "the same semaphore");
+///     drop(permit);
+///     assert_eq!(sem.value(), 1);
+/// })
+/// .unwrap()
+/// .unwrap();
+/// ```
+#[derive(Clone)]
+pub struct WeakBoundedSemaphore {
+    inner: Weak<SemInner>,
+}
+
+impl WeakBoundedSemaphore {
+    /// The semaphore, if a strong handle to it is still alive.
+    ///
+    /// ```
+    /// use aioloop::sync::BoundedSemaphore;
+    ///
+    /// let sem = BoundedSemaphore::new(2);
+    /// let weak = sem.downgrade();
+    /// assert_eq!(weak.upgrade().unwrap().value(), 2);
+    /// drop(sem);
+    /// assert!(weak.upgrade().is_none());
+    /// ```
+    pub fn upgrade(&self) -> Option<BoundedSemaphore> {
+        self.inner.upgrade().map(|inner| BoundedSemaphore { inner })
+    }
+}
+
+impl Drop for WeakBoundedSemaphore {
+    fn drop(&mut self) {
+        weak_handle_dropped(&self.inner, |i| &i.waiters);
+    }
+}
+
+impl fmt::Debug for WeakBoundedSemaphore {
+    /// `WeakBoundedSemaphore(<BoundedSemaphore [...]>)`, or `WeakBoundedSemaphore(dropped)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt_weak(f, "WeakBoundedSemaphore", &self.inner)
     }
 }
 

@@ -79,7 +79,6 @@ fn lock_round_trip() {
             drop(held);
         }
     })
-    .unwrap()
     .unwrap();
     assert!(weak.upgrade().is_none(), "`lock` went with the coroutine");
 }
@@ -106,7 +105,6 @@ fn condition_round_trip() {
             );
         }
     })
-    .unwrap()
     .unwrap();
     assert!(weak.upgrade().is_none(), "`cond` went with the coroutine");
 }
@@ -136,7 +134,6 @@ fn bounded_semaphore_round_trip() {
             assert!(weak.upgrade().unwrap().release().is_err(), "the same bound");
         }
     })
-    .unwrap()
     .unwrap();
     assert!(weak.upgrade().is_none(), "`sem` went with the coroutine");
 }
@@ -412,7 +409,6 @@ fn weak_outside_keeps_the_waiter_alive_and_can_wake_it<P: Prim>() {
             assert!(seen.borrow().is_empty(), "{:?}", seen.borrow());
         }
     })
-    .unwrap()
     .unwrap();
 }
 
@@ -466,7 +462,6 @@ fn a_dropped_last_weak_handle_makes_the_waiter_reported<P: Prim>() {
             );
         }
     })
-    .unwrap()
     .unwrap();
     assert!(freed.get(), "freed: its future was dropped");
     assert!(lp.all_tasks().is_empty(), "freed: it left the slab");
@@ -529,7 +524,6 @@ fn a_weak_handle_inside_the_waiters_own_future_still_counts_as_a_way_in() {
         sleep(secs(1)).await.unwrap();
         assert!(destroyed(&s).is_empty(), "{:?}", destroyed(&s));
     })
-    .unwrap()
     .unwrap();
     assert!(!freed.get());
     lp.close().unwrap();
@@ -569,7 +563,6 @@ fn a_weak_handle_in_a_callback_keeps_the_waiter_alive_until_the_callback_sets_it
             .unwrap();
         sleep(secs(10)).await.unwrap();
     })
-    .unwrap()
     .unwrap();
     assert!(destroyed(&seen).is_empty(), "{:?}", destroyed(&seen));
     assert!(

@@ -531,6 +531,18 @@ impl LoopRef {
         Ok(self.schedule_timer(secs_to_ns_ceil(when), f, Location::caller()))
     }
 
+    /// Puts `handle` in the timer wheel, due `delay` from now, and returns
+    /// its key: `call_later` without a `TimerHandle`, for `sleep`, which
+    /// keeps the key and its own typed reference to the handle instead.
+    pub(crate) fn schedule_handle_later(&self, delay: Duration, handle: Handle) -> TimerKey {
+        let when = self
+            .core
+            .clock
+            .now_ns()
+            .saturating_add(duration_to_ns(delay));
+        self.core.timers.borrow_mut().insert(when, handle)
+    }
+
     fn schedule_timer<F: FnOnce() + 'static>(
         &self,
         when_ns: u64,

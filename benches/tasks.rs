@@ -12,10 +12,12 @@
 //!   per message, 1,000,000 round trips; ns per round trip.
 //!
 //! Memory (printed before the timings, not a criterion row): resident
-//! memory per task with 100,000 tasks parked on a never-completed future /
-//! oneshot receiver. Each figure comes from a fresh child process (this
-//! binary re-run with `AIOLOOP_MEM_PROBE` set), so the allocator starts
-//! clean and nothing else shares the heap.
+//! memory per task with 100,000 tasks parked: `aioloop` on a
+//! never-completed loop future, `aioloop_sleep` in `sleep(1 hour)` (the
+//! timer, its handle and the wheel's entry included), `tokio` on a watch
+//! receiver. Each figure comes from a fresh child process (this binary
+//! re-run with `AIOLOOP_MEM_PROBE` set), so the allocator starts clean and
+//! nothing else shares the heap.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -257,6 +259,20 @@ fn memory_probe(which: &str) {
             println!("{}", (after - before) / PARKED);
             std::mem::forget(lp); // no teardown: the figure is printed
         }
+        "aioloop_sleep" => {
+            let lp = EventLoop::new().unwrap();
+            for _ in 0..PARKED {
+                lp.create_task(async move {
+                    let _ = sleep(Duration::from_secs(3600)).await;
+                })
+                .unwrap();
+            }
+            lp.run_until_complete(sleep(Duration::from_millis(1)))
+                .unwrap();
+            let after = rss_bytes();
+            println!("{}", (after - before) / PARKED);
+            std::mem::forget(lp); // no teardown: the figure is printed
+        }
         "tokio" => {
             let rt = tokio_rt();
             let local = tokio::task::LocalSet::new();
@@ -281,7 +297,7 @@ fn memory_probe(which: &str) {
 fn memory_report() {
     let exe = std::env::current_exe().unwrap();
     let mut line = String::from("memory/parked_100k (RSS bytes per pending task):");
-    for which in ["aioloop", "tokio"] {
+    for which in ["aioloop", "aioloop_sleep", "tokio"] {
         let out = std::process::Command::new(&exe)
             .env("AIOLOOP_MEM_PROBE", which)
             .output()

@@ -308,7 +308,8 @@ impl TimerHandle {
     }
 
     /// The loop time (seconds, as [`time`](crate::LoopRef::time)) at which the
-    /// callback is due.
+    /// callback is due, as asked: negative for a time before the loop's
+    /// creation, `inf` for never (asyncio's `TimerHandle.when()`).
     pub fn when(&self) -> f64 {
         ns_to_secs(self.when_ns)
     }

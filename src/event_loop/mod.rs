@@ -198,7 +198,7 @@ impl EventLoop {
         let remote = Arc::new(Remote::new(reactor.waker()));
         let core = LoopCore {
             ready: ReadyQueue::new(),
-            timers: RefCell::new(TimerWheel::new()),
+            timers: RefCell::new(TimerWheel::starting_at(clock.now_ns(), 0)),
             clock,
             reactor: RefCell::new(reactor),
             io: RefCell::new(IoRegistry::new()),
@@ -483,7 +483,11 @@ impl LoopRef {
 
     /// Schedules `f` to run at loop time `when`, in seconds on the clock of
     /// [`time`](LoopRef::time) (asyncio's `call_at`). A time in the past runs
-    /// on the next iteration. `when` is rounded up to the nanosecond.
+    /// on the next iteration, after the callbacks already ready, and past
+    /// timers run in deadline order, as in asyncio: a time before the loop's
+    /// creation (negative) is kept as it is, down to 292 years back. `when`
+    /// is rounded up to the nanosecond; `inf` (or a time 292 years ahead or
+    /// more) is never due.
     ///
     /// ```
     /// use aioloop::{EventLoop, LoopError};
@@ -504,6 +508,18 @@ impl LoopRef {
             return Err(LoopError::InvalidTime);
         }
         Ok(self.schedule_timer(secs_to_ns_ceil(when), f, Location::caller()))
+    }
+
+    /// Puts `handle` in the timer wheel, due `delay` from now, and returns
+    /// its key: `call_later` without a `TimerHandle`, for `sleep`, which
+    /// keeps the key and its own typed reference to the handle instead.
+    pub(crate) fn schedule_handle_later(&self, delay: Duration, handle: Handle) -> TimerKey {
+        let when = self
+            .core
+            .clock
+            .now_ns()
+            .saturating_add(duration_to_ns(delay));
+        self.core.timers.borrow_mut().insert(when, handle)
     }
 
     fn schedule_timer<F: FnOnce() + 'static>(

@@ -6,7 +6,8 @@
 //!
 //! ```text
 //!   1 compute_poll_timeout   zero if work is ready or the loop is stopping,
-//!                            else until the next timer, else forever
+//!                            else until the next timer (an `inf` one
+//!                            does not count), else forever
 //!   2 poll_io                epoll_wait (skipped when pointless; a virtual
 //!                            clock jumps to the next deadline instead of sleeping)
 //!   3 dispatch_io_events     readiness → reader/writer handles → ready queue
@@ -40,6 +41,7 @@ use super::exceptions::ExceptionContext;
 use super::handle::Handle;
 use super::{LoopCore, LoopRef};
 use crate::errors::{LoopError, PanicError};
+use crate::time::clock::NEVER;
 
 /// How long phase 2 may wait.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,8 +88,11 @@ impl LoopCore {
             return PollTimeout::Zero;
         }
         match self.timers.borrow().next_wakeup() {
-            Some(at) => PollTimeout::Until(at),
-            None => PollTimeout::Forever,
+            // A lower bound of NEVER means every timer left is `inf`: asyncio
+            // never fires those, so they are no reason to wake (or, on a
+            // virtual clock, to jump to the end of time).
+            Some(at) if at != NEVER => PollTimeout::Until(at),
+            _ => PollTimeout::Forever,
         }
     }
 

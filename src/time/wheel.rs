@@ -376,13 +376,22 @@ impl<T> TimerWheel<T> {
 
     /// Creates an empty wheel with room for `n` timers before the slab reallocates.
     pub fn with_capacity(n: usize) -> Self {
+        Self::starting_at(0, n)
+    }
+
+    /// Creates an empty wheel whose current time is `now`, with room for `n` timers.
+    ///
+    /// A caller whose clock does not start at 0 (the loop's starts in the middle of the `u64`
+    /// range, so that deadlines before it keep their order) starts the wheel there: entries then
+    /// land in wheel slots at once, instead of in the overflow until the first advance.
+    pub fn starting_at(now: u64, n: usize) -> Self {
         TimerWheel {
             slab: Vec::with_capacity(n),
             free_head: NONE,
             len: 0,
             next_seq: 1,
-            now: 0,
-            elapsed: 0,
+            now,
+            elapsed: now / TICK_NS,
             slots: (0..LEVELS * SLOTS).map(|_| Bucket::EMPTY).collect(),
             occupied: [0; LEVELS],
             overflow: Bucket::EMPTY,

@@ -118,8 +118,14 @@ impl fmt::Debug for ExceptionContext {
 impl fmt::Display for ExceptionContext {
     /// The default handler's text: the message, then one `key: value` line
     /// per extra field, then the error — the shape of asyncio's log record.
+    /// An empty message reads `Unhandled exception in event loop`, as
+    /// asyncio's `default_exception_handler` has it (`if not message:`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)?;
+        if self.message.is_empty() {
+            f.write_str(NO_MESSAGE)?;
+        } else {
+            f.write_str(&self.message)?;
+        }
         if let Some(t) = &self.task {
             write!(f, "\ntask: {t}")?;
         }
@@ -138,6 +144,10 @@ impl fmt::Display for ExceptionContext {
         Ok(())
     }
 }
+
+/// What the default handler logs for a context without a message:
+/// asyncio's words (`Lib/asyncio/base_events.py`, `default_exception_handler`).
+const NO_MESSAGE: &str = "Unhandled exception in event loop";
 
 /// An error known only by its text (a failure reported after its value
 /// is gone, or whose type has no `Error` impl).

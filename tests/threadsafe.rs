@@ -964,3 +964,63 @@ fn debug_mode_times_and_reports_each_call_of_a_batch_on_its_own() {
         );
     }
 }
+
+/// A value whose destructor panics, for the panicking-destructor tests.
+struct PanicsOnDrop(&'static str);
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        panic!("{} dropped", self.0);
+    }
+}
+
+#[test]
+fn pending_threadsafe_calls_whose_destructors_panic_are_each_reported_and_close_succeeds() {
+    // One drained into the ready queue, one still in the injection queue, one
+    // cancelled (its closure is dropped at close too): three panicking
+    // destructors in one close, which used to escape it (and abort: two
+    // panics in one unwind).
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let seen = reports(&lp);
+    let (a, b, c) = (
+        PanicsOnDrop("drained"),
+        PanicsOnDrop("cancelled"),
+        PanicsOnDrop("queued"),
+    );
+    let door = lp.loop_handle();
+    let line = line!() + 1;
+    let first = door.call_soon_threadsafe(move || drop(a)).unwrap();
+    let second = door.call_soon_threadsafe(move || drop(b)).unwrap();
+    assert!(second.cancel());
+    lp.call_soon(|| {}).unwrap(); // drains both
+    door.call_soon_threadsafe(move || drop(c)).unwrap();
+    lp.close().unwrap();
+    let got: Vec<(String, String)> = seen
+        .borrow()
+        .iter()
+        .map(|c| (c.message.clone(), c.exception.as_ref().unwrap().to_string()))
+        .collect();
+    let errors: Vec<&str> = got.iter().map(|(_, e)| e.as_str()).collect();
+    assert_eq!(
+        errors,
+        [
+            "panicked: drained dropped",
+            "panicked: cancelled dropped",
+            "panicked: queued dropped"
+        ]
+    );
+    assert!(
+        got[0].0.starts_with(
+            "Exception ignored in the destructor of the call_soon_threadsafe callback "
+        ),
+        "{got:?}"
+    );
+    assert!(
+        got[0].0.ends_with(&format!(
+            "pending_threadsafe_calls_whose_destructors_panic_are_each_reported_and_close_succeeds::{{{{closure}}}} \
+             at tests/threadsafe.rs:{line}, dropped as the event loop closed"
+        )),
+        "{got:?}"
+    );
+    assert_eq!(first.status(), CallStatus::Dropped);
+}

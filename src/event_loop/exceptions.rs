@@ -16,6 +16,12 @@
 //!   handler`, with the original context, as asyncio does.
 //! - The handler is called with no loop state borrowed, so it may schedule
 //!   callbacks, stop the loop or replace itself.
+//! - A destructor that panics while the loop closes (dropping a pending
+//!   callback, `call_soon_threadsafe` call, task future, reader or writer)
+//!   is reported like a panicking callback, one report per destructor
+//!   (`Exception ignored in the destructor of …`), and `close()` goes on:
+//!   each drop is caught on its own, so two such panics never meet in one
+//!   unwind (which would abort the process).
 
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -106,6 +112,18 @@ impl ExceptionContext {
         ExceptionContext::new(format!("Exception in callback {}", handle.describe()))
             .with_exception(Rc::new(panic))
             .with_handle(handle.clone())
+    }
+
+    /// The context of a panic caught while the loop dropped something it
+    /// will never run (`what`: a pending callback, task, reader…), as it
+    /// closed. asyncio's words for an exception raised where nobody can
+    /// catch it, such as in `__del__`, are `Exception ignored in: <obj>`
+    /// (`sys.unraisablehook`); this says what was dropped, and why.
+    pub(crate) fn ignored_at_close(what: &str, panic: PanicError) -> Self {
+        ExceptionContext::new(format!(
+            "Exception ignored in the destructor of {what}, dropped as the event loop closed"
+        ))
+        .with_exception(Rc::new(panic))
     }
 }
 

@@ -48,6 +48,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::errors::LoopError;
+use crate::event_loop::exceptions::default_exception_handler;
+use crate::event_loop::ExceptionContext;
 use crate::task_slab::TaskId;
 
 mod batch;
@@ -201,9 +203,10 @@ impl Remote {
 
     /// Refuses further posts and drops every call not run yet — drained
     /// or not (each pending one logs it; their destructors run here, so
-    /// the caller holds no borrow). Returns the wakes and stops still
-    /// queued; the batches left in the ready queue then find nothing to do.
-    pub(crate) fn close(&self) -> Vec<Injected> {
+    /// the caller holds no borrow, and a destructor's panic goes to
+    /// `report`). Returns the wakes and stops still queued; the batches
+    /// left in the ready queue then find nothing to do.
+    pub(crate) fn close(&self, report: &mut dyn FnMut(ExceptionContext)) -> Vec<Injected> {
         let mut left = Vec::new();
         let end = self.queue.close(|t| match t {
             Taken::Calls { .. } => {}
@@ -211,7 +214,9 @@ impl Remote {
             Taken::Stop => left.push(Injected::Stop),
         });
         self.notified.0.store(false, Ordering::SeqCst);
-        self.queue.consume(end, queue::DROPPED, batch::drop_call);
+        self.queue.consume(end, queue::DROPPED, |call, pending| {
+            batch::drop_call(call, pending, report)
+        });
         left
     }
 }
@@ -219,8 +224,9 @@ impl Remote {
 impl Drop for Remote {
     fn drop(&mut self) {
         // A loop normally closed it already; this reports what a loop that
-        // never closed left behind, and lets the queue free its blocks.
-        drop(self.close());
+        // never closed left behind (to the default handler: the loop is
+        // gone), and lets the queue free its blocks.
+        drop(self.close(&mut |c| default_exception_handler(&c)));
     }
 }
 

@@ -41,6 +41,10 @@
 //!   The loop's side allocates one marker per drain, not per call: the
 //!   calls run from their slots (`batch.rs`).
 //! - Per-producer FIFO: the queue is one FIFO, drained in order.
+//! - Memory follows the load: the queue's free blocks are kept for reuse
+//!   while a burst lasts, trimmed to a small reserve when a drain finds
+//!   the queue empty, and all freed at `close()`, even while other threads
+//!   hold `LoopHandle`s (`queue.rs`, `Pool`).
 
 use std::fmt;
 use std::panic::Location;
@@ -179,6 +183,15 @@ impl Remote {
             // producers post without a system call; the loop turns it off
             // on the first drain that finds nothing.
             self.notified.0.store(true, Ordering::SeqCst);
+        } else if self.queue.waiting_calls() > 0 {
+            // Found nothing, but calls drained earlier wait in the ready
+            // queue and hold their blocks: look again once they ran (the
+            // next iteration, with work ready, does not sleep anyway).
+            self.notified.0.store(true, Ordering::SeqCst);
+        } else {
+            // Found nothing and every call drained ran: the burst is over.
+            // Give back what its peak left in the block pool.
+            self.queue.trim_pool();
         }
     }
 
@@ -199,6 +212,11 @@ impl Remote {
 
     pub(crate) fn is_closed(&self) -> bool {
         self.queue.is_closed()
+    }
+
+    /// Bytes of queue blocks pooled for reuse (see `queue.rs`, `Pool`).
+    pub(crate) fn pooled_bytes(&self) -> usize {
+        self.queue.pooled_blocks() * queue::BLOCK_BYTES
     }
 
     /// Refuses further posts and drops every call not run yet — drained
@@ -376,6 +394,20 @@ impl LoopHandle {
     pub fn reactor_wakes(&self) -> u64 {
         self.remote.reactor_wakes()
     }
+
+    /// Bytes the injection queue keeps in its pool of free blocks: up to
+    /// what a burst of posts needed while it lasts, at most
+    /// [`INJECTION_POOL_RESERVE_BYTES`](Self::INJECTION_POOL_RESERVE_BYTES)
+    /// once the loop has found the queue empty, and none once the loop is
+    /// closed. For tests and benchmarks.
+    #[doc(hidden)]
+    pub fn injection_pool_bytes(&self) -> usize {
+        self.remote.pooled_bytes()
+    }
+
+    /// What the pool keeps after a burst (see `injection_pool_bytes`).
+    #[doc(hidden)]
+    pub const INJECTION_POOL_RESERVE_BYTES: usize = queue::POOL_RESERVE * queue::BLOCK_BYTES;
 }
 
 impl fmt::Debug for LoopHandle {

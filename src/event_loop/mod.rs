@@ -782,7 +782,7 @@ impl LoopRef {
                 .borrow_mut()
                 .add(&mut reactor, fd, side, handle)?
         };
-        if let Some(old) = replaced {
+        for old in replaced {
             old.cancel();
         }
         Ok(())

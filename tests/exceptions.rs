@@ -91,3 +91,28 @@ fn call_exception_handler_by_hand_uses_the_default_handler() {
         [(log::Level::Error, "something odd".to_owned())]
     );
 }
+
+/// `loop.call_exception_handler({})` logs `ERROR:asyncio:Unhandled
+/// exception in event loop` on CPython 3.11.7 and 3.13.0 (checked with both,
+/// capturing the `asyncio` logger): the default handler's words for a
+/// context without a message, never an empty line.
+#[test]
+fn a_context_without_a_message_is_logged_as_an_unhandled_exception() {
+    capture_logs();
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    lp.call_exception_handler(&ExceptionContext::new(""));
+    lp.default_exception_handler(&ExceptionContext::new(""));
+    assert_eq!(
+        logs("asyncio"),
+        [
+            (
+                log::Level::Error,
+                "Unhandled exception in event loop".to_owned()
+            ),
+            (
+                log::Level::Error,
+                "Unhandled exception in event loop".to_owned()
+            ),
+        ]
+    );
+}

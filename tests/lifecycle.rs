@@ -202,3 +202,142 @@ fn loop_debug_looks_like_asyncios_repr() {
         "<EventLoop running=False closed=True debug=False>"
     );
 }
+
+/// A value whose destructor panics: what a pending callback or task holds
+/// in the tests of a panicking destructor at close.
+struct PanicsOnDrop(&'static str);
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        panic!("{} dropped", self.0);
+    }
+}
+
+/// What the exception handler received, as (message, error).
+fn messages(seen: &RefCell<Vec<aioloop::ExceptionContext>>) -> Vec<(String, String)> {
+    seen.borrow()
+        .iter()
+        .map(|c| {
+            let e = c
+                .exception
+                .as_ref()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            (c.message.clone(), e)
+        })
+        .collect()
+}
+
+#[test]
+fn a_pending_callback_whose_destructor_panics_is_reported_and_close_succeeds() {
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let seen = util::reports(&lp);
+    let guard = PanicsOnDrop("callback guard");
+    let line = line!() + 1;
+    lp.call_soon(move || drop(guard)).unwrap();
+    lp.close().unwrap();
+    assert!(lp.is_closed());
+    let got = messages(&seen);
+    assert_eq!(got.len(), 1, "{got:?}");
+    let expected = format!(
+        "Exception ignored in the destructor of the pending callback \
+         lifecycle::a_pending_callback_whose_destructor_panics_is_reported_and_close_succeeds::{{{{closure}}}} \
+         at tests/lifecycle.rs:{line}, dropped as the event loop closed"
+    );
+    assert_eq!(got[0].0, expected);
+    assert_eq!(got[0].1, "panicked: callback guard dropped");
+    assert!(
+        seen.borrow()[0].handle.is_some(),
+        "names the callback's handle"
+    );
+}
+
+#[test]
+fn a_pending_tasks_future_whose_destructor_panics_is_reported_and_close_succeeds() {
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let seen = util::reports(&lp);
+    let task = lp
+        .create_task(async {
+            let _guard = PanicsOnDrop("task guard");
+            std::future::pending::<()>().await;
+        })
+        .unwrap();
+    task.set_name("holder");
+    lp.call_soon(stopper(&lp)).unwrap();
+    lp.run_forever().unwrap(); // the task parks on `pending()` for good
+    lp.close().unwrap();
+    let got = messages(&seen);
+    let ignored: Vec<_> = got
+        .iter()
+        .filter(|(m, _)| m.starts_with("Exception ignored"))
+        .collect();
+    assert_eq!(ignored.len(), 1, "{got:?}");
+    assert!(
+        ignored[0]
+            .0
+            .starts_with("Exception ignored in the destructor of the pending task <Task"),
+        "{got:?}"
+    );
+    assert!(ignored[0].0.contains("name='holder'"), "{got:?}");
+    assert_eq!(ignored[0].1, "panicked: task guard dropped");
+}
+
+#[test]
+fn two_panicking_destructors_in_one_close_are_both_reported_without_aborting() {
+    // Two panics in one unwind abort the process: each drop is caught alone.
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let seen = util::reports(&lp);
+    let (a, b, c) = (
+        PanicsOnDrop("first"),
+        PanicsOnDrop("second"),
+        PanicsOnDrop("timer"),
+    );
+    lp.call_soon(move || drop(a)).unwrap();
+    lp.call_soon(move || drop(b)).unwrap();
+    lp.call_later(std::time::Duration::from_secs(60), move || drop(c))
+        .unwrap();
+    lp.close().unwrap();
+    let errors: Vec<String> = messages(&seen).into_iter().map(|(_, e)| e).collect();
+    assert_eq!(
+        errors,
+        [
+            "panicked: first dropped",
+            "panicked: second dropped",
+            "panicked: timer dropped"
+        ]
+    );
+}
+
+#[test]
+fn dropping_a_loop_with_a_panicking_pending_callback_reports_it_instead_of_panicking() {
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let seen = util::reports(&lp);
+    let guard = PanicsOnDrop("guard");
+    lp.call_soon(move || drop(guard)).unwrap();
+    drop(lp); // closes it
+    let errors: Vec<String> = messages(&seen).into_iter().map(|(_, e)| e).collect();
+    assert_eq!(errors, ["panicked: guard dropped"]);
+}
+
+#[test]
+fn a_reader_whose_destructor_panics_is_reported_as_the_loop_closes() {
+    use std::os::fd::AsRawFd;
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let seen = util::reports(&lp);
+    let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let guard = PanicsOnDrop("reader guard");
+    lp.add_reader(a.as_raw_fd(), move || {
+        let _ = &guard;
+    })
+    .unwrap();
+    lp.close().unwrap();
+    let got = messages(&seen);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0]
+            .0
+            .starts_with("Exception ignored in the destructor of the reader or writer "),
+        "{got:?}"
+    );
+    assert_eq!(got[0].1, "panicked: reader guard dropped");
+}

@@ -16,6 +16,12 @@
 //!   handler`, with the original context, as asyncio does.
 //! - The handler is called with no loop state borrowed, so it may schedule
 //!   callbacks, stop the loop or replace itself.
+//! - A destructor that panics while the loop closes (dropping a pending
+//!   callback, `call_soon_threadsafe` call, task future, reader or writer)
+//!   is reported like a panicking callback, one report per destructor
+//!   (`Exception ignored in the destructor of …`), and `close()` goes on:
+//!   each drop is caught on its own, so two such panics never meet in one
+//!   unwind (which would abort the process).
 
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -107,6 +113,18 @@ impl ExceptionContext {
             .with_exception(Rc::new(panic))
             .with_handle(handle.clone())
     }
+
+    /// The context of a panic caught while the loop dropped something it
+    /// will never run (`what`: a pending callback, task, reader…), as it
+    /// closed. asyncio's words for an exception raised where nobody can
+    /// catch it, such as in `__del__`, are `Exception ignored in: <obj>`
+    /// (`sys.unraisablehook`); this says what was dropped, and why.
+    pub(crate) fn ignored_at_close(what: &str, panic: PanicError) -> Self {
+        ExceptionContext::new(format!(
+            "Exception ignored in the destructor of {what}, dropped as the event loop closed"
+        ))
+        .with_exception(Rc::new(panic))
+    }
 }
 
 impl fmt::Debug for ExceptionContext {
@@ -118,8 +136,14 @@ impl fmt::Debug for ExceptionContext {
 impl fmt::Display for ExceptionContext {
     /// The default handler's text: the message, then one `key: value` line
     /// per extra field, then the error — the shape of asyncio's log record.
+    /// An empty message reads `Unhandled exception in event loop`, as
+    /// asyncio's `default_exception_handler` has it (`if not message:`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)?;
+        if self.message.is_empty() {
+            f.write_str(NO_MESSAGE)?;
+        } else {
+            f.write_str(&self.message)?;
+        }
         if let Some(t) = &self.task {
             write!(f, "\ntask: {t}")?;
         }
@@ -138,6 +162,10 @@ impl fmt::Display for ExceptionContext {
         Ok(())
     }
 }
+
+/// What the default handler logs for a context without a message:
+/// asyncio's words (`Lib/asyncio/base_events.py`, `default_exception_handler`).
+const NO_MESSAGE: &str = "Unhandled exception in event loop";
 
 /// An error known only by its text (a failure reported after its value
 /// is gone, or whose type has no `Error` impl).

@@ -6,19 +6,29 @@
 //! every iteration. mio registers edge-triggered (`EPOLLET`), which reports an
 //! fd once per change of state. This module restores asyncio's behaviour with
 //! a **still-ready set**: after the run phase, every fd that dispatched a
-//! callback is handed to the reactor for a recheck, and the next poll asks
-//! `poll(2)` — one system call for all of them — which are still ready. A
-//! reader that left data behind is called again on the next iteration; a
-//! reader that drained its fd is not, and hears of it again only through a
-//! new edge. The alternative, re-arming each fd with
-//! `epoll_ctl(EPOLL_CTL_MOD)`, costs one system call per fd: `benches/io.rs`
-//! measured it 1.4× slower at one fd and 7× slower at 64 (figures in
-//! `docs/BENCHMARKS.md`).
+//! callback is handed to the reactor for a recheck, and the next poll asks a
+//! level-triggered epoll set holding the same registrations — one system
+//! call for all of them — which are still ready. A reader that left data
+//! behind is called again on the next iteration; a reader that drained its
+//! fd is not, and hears of it again only through a new edge. The
+//! alternative, re-arming each fd with `epoll_ctl(EPOLL_CTL_MOD)`, costs one
+//! system call per fd: `benches/io.rs` measured it 1.4× slower at one fd and
+//! 7× slower at 64 (figures in `docs/BENCHMARKS.md`).
+//!
+//! Both epoll sets register the *open file*, not its number (see the
+//! reactor's docs): an fd closed without `remove_reader` falls out of them,
+//! and its reader never runs for a new file that reuses the number. The
+//! table still names the number until the next `add_*` or `remove_*` on it;
+//! an `add_*` then finds the registration stale and starts afresh.
 //!
 //! # Invariants
 //!
 //! - One registration per fd; its interest is exactly "has a reader" /
 //!   "has a writer". An fd with neither is deregistered and forgotten.
+//! - A reader or writer runs only for the file it was registered for:
+//!   events come from epoll registrations, which belong to that file and
+//!   leave with it; a stale registration is replaced, never reused, by a
+//!   later `add_*` on its number.
 //! - A token names a slot *and its generation*: an event that arrives for a
 //!   slot that was freed (and maybe reused) since the poll is ignored, so
 //!   readiness that arrives after removal never runs a callback.
@@ -95,39 +105,53 @@ impl IoRegistry {
     }
 
     /// Installs `handle` as the reader or writer of `fd`, registering or
-    /// re-registering the fd. Returns the handle it replaced, for the caller
-    /// to cancel once no borrow is held.
+    /// re-registering the fd. Returns the handles it replaced, for the
+    /// caller to cancel once no borrow is held: the one on the same side,
+    /// or both of a stale registration (see below).
+    ///
+    /// An fd already in the table is re-registered even when its interest
+    /// does not change: one `epoll_ctl` tells whether the registration is
+    /// still that of the file now under the number. If the file was closed
+    /// without `remove_reader` and the number reused, the old registration
+    /// left epoll with the old file; its reader and writer (which were for
+    /// that file) are dropped, and the new file is registered afresh under
+    /// a new token.
     pub(crate) fn add(
         &mut self,
         reactor: &mut Reactor,
         fd: RawFd,
         side: Side,
         handle: Handle,
-    ) -> io::Result<Option<Handle>> {
+    ) -> io::Result<Vec<Handle>> {
+        let mut replaced = Vec::new();
         if let Some(&index) = self.by_fd.get(&fd) {
             let slot = self.slots[index as usize]
                 .as_mut()
                 .expect("by_fd names a live slot");
-            let before = slot.interest();
-            let old = match side {
-                Side::Reader => slot.reader.replace(handle),
-                Side::Writer => slot.writer.replace(handle),
-            };
-            let after = slot.interest();
-            if before != after {
-                let tok = token(index, slot.generation);
-                if let Err(e) = reactor.reregister_or_register(fd, tok, after) {
-                    // Undo, so that the table still matches the kernel's view.
-                    let slot = self.slots[index as usize].as_mut().expect("live slot");
-                    let new = match side {
-                        Side::Reader => std::mem::replace(&mut slot.reader, old),
-                        Side::Writer => std::mem::replace(&mut slot.writer, old),
-                    };
-                    drop(new);
-                    return Err(e);
-                }
+            let mut after = slot.interest();
+            match side {
+                Side::Reader => after.read = true,
+                Side::Writer => after.write = true,
             }
-            return Ok(old);
+            match reactor.reregister(fd, token(index, slot.generation), after) {
+                Ok(()) => {
+                    let old = match side {
+                        Side::Reader => slot.reader.replace(handle),
+                        Side::Writer => slot.writer.replace(handle),
+                    };
+                    replaced.extend(old);
+                    return Ok(replaced);
+                }
+                Err(e) if Reactor::is_stale(&e) => {
+                    replaced.extend(slot.reader.take());
+                    replaced.extend(slot.writer.take());
+                    // Only the count of sources is left to undo: the kernel
+                    // dropped the registration when the file closed.
+                    let _ = reactor.deregister(fd);
+                    self.free_slot(index);
+                }
+                Err(e) => return Err(e),
+            }
         }
 
         let index = match self.free.pop() {
@@ -157,7 +181,7 @@ impl IoRegistry {
         }
         self.slots[index as usize] = Some(slot);
         self.by_fd.insert(fd, index);
-        Ok(None)
+        Ok(replaced)
     }
 
     /// Removes the reader or writer of `fd`. Returns it (for the caller to

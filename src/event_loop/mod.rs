@@ -55,14 +55,14 @@ pub(crate) mod run_once;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::os::fd::RawFd;
-use std::panic::Location;
+use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::rc::Rc;
 use std::time::Duration;
 
 use std::sync::Arc;
 
 use crate::combinators::wait_for::IntoTask;
-use crate::errors::{Error, LoopError};
+use crate::errors::{Error, LoopError, PanicError};
 use crate::reactor::Reactor;
 use crate::remote::{Injected, LoopHandle, Remote};
 use crate::task_slab::{LocalScheduler, TaskId, TaskSlab, CURRENT_SCHEDULER};
@@ -623,6 +623,9 @@ impl LoopRef {
 
     /// Closes the loop: pending callbacks and timers are dropped without
     /// running, readers and writers are removed. Closing twice is harmless.
+    /// A destructor that panics as they drop is reported through the
+    /// exception handler (`Exception ignored in the destructor of …`), as a
+    /// panicking callback is, and closing goes on.
     ///
     /// Fails with `Cannot close a running event loop` inside `run_forever`.
     pub fn close(&self) -> Result<(), LoopError> {
@@ -636,7 +639,10 @@ impl LoopRef {
         // asyncio's close(): executor.shutdown(wait=False).
         self.core.executor.on_loop_close();
         // Posts from now on are refused; what was queued is reported below.
-        let injected = self.core.remote.close();
+        let injected = self
+            .core
+            .remote
+            .close(&mut |context| self.call_exception_handler(&context));
         let tasks = self.core.tasks.borrow_mut().take_all();
         let ready = self.core.ready.take_all();
         let timers = self.core.timers.borrow_mut().drain();
@@ -644,20 +650,75 @@ impl LoopRef {
             let mut reactor = self.core.reactor.borrow_mut();
             self.core.io.borrow_mut().take_all(&mut reactor)
         };
-        // Dropped here, with no borrow held: their destructors are user code.
+        // Dropped here, with no borrow held: their destructors are user
+        // code, and each that panics is reported and the rest go on (see
+        // `exceptions.rs`).
         self.core.report_pending_at_close(&tasks);
         for t in &tasks {
-            t.abandon();
+            self.abandon_at_close(t);
         }
-        drop(tasks);
+        for t in tasks {
+            self.drop_at_close(t);
+        }
         // Callbacks among them report themselves as they drop.
         drop(injected);
-        drop(ready);
-        drop(timers);
+        for h in ready.into_iter().chain(timers) {
+            self.drop_at_close(h);
+        }
         for h in io_handles {
-            h.cancel();
+            // `cancel` drops the closure; the handle itself stays to name it.
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| h.cancel())) {
+                let what = format!("the reader or writer {}", h.describe());
+                self.ignored_at_close(&what, payload, Some(h));
+            }
         }
         Ok(())
+    }
+
+    /// Drops a pending task's future and done callbacks as the loop
+    /// closes. A destructor that panics is reported; the task is then
+    /// abandoned again, which releases what the first attempt did not reach
+    /// (its future is never dropped twice: `drop_future` clears its flag
+    /// first).
+    fn abandon_at_close(&self, task: &Handle) {
+        for _ in 0..2 {
+            match catch_unwind(AssertUnwindSafe(|| task.abandon())) {
+                Ok(()) => return,
+                Err(payload) => {
+                    let what = format!("the pending task {}", crate::tasks::task_repr(task));
+                    self.ignored_at_close(&what, payload, None);
+                }
+            }
+        }
+    }
+
+    /// Drops one of the loop's references to a callback (a pending one, a
+    /// due timer, a task's step) as the loop closes; if it was the last,
+    /// the closure's destructor runs, and a panic there is reported.
+    fn drop_at_close(&self, handle: Handle) {
+        // Read first: the handle is gone when its destructor panics (its
+        // allocation is leaked then, as an unwind out of `Rc::drop` does).
+        let (name, site) = (handle.callback_name(), handle.source_location());
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(handle))) {
+            let what = format!(
+                "the pending callback {name} at {}:{}",
+                site.file(),
+                site.line()
+            );
+            self.ignored_at_close(&what, payload, Some(crate::remote::call_handle(name, site)));
+        }
+    }
+
+    #[cold]
+    fn ignored_at_close(
+        &self,
+        what: &str,
+        payload: Box<dyn std::any::Any + Send>,
+        handle: Option<Handle>,
+    ) {
+        let mut context = ExceptionContext::ignored_at_close(what, PanicError::new(payload));
+        context.handle = handle;
+        self.call_exception_handler(&context);
     }
 
     /// Calls `f` whenever `fd` is readable (asyncio's `add_reader`), until
@@ -716,7 +777,7 @@ impl LoopRef {
                 .borrow_mut()
                 .add(&mut reactor, fd, side, handle)?
         };
-        if let Some(old) = replaced {
+        for old in replaced {
             old.cancel();
         }
         Ok(())

@@ -283,7 +283,7 @@ impl LoopCore {
         }
     }
 
-    /// `run_handle` in debug mode: timed on the coarse clock, published to
+    /// `run_handle` in debug mode: timed (see `debug.rs`), published to
     /// the watchdog, counted per task, and a slow one reported as asyncio
     /// does (`Executing <Handle ...> took 0.123 seconds`).
     #[inline(never)]
@@ -315,7 +315,9 @@ impl LoopCore {
         if let Err(payload) = catch_unwind(AssertUnwindSafe(invoke)) {
             self.callback_panicked(handle, PanicError::new(payload));
         }
-        let took = crate::debug::coarse_now_ns().saturating_sub(start);
+        // Coarse start, precise end: never below the true duration, so a
+        // callback that ran the threshold is always reported (`debug.rs`).
+        let took = crate::debug::precise_now_ns().saturating_sub(start);
         self.debug.with_watchdog(|w| w.leave());
         if let Some(h) = task {
             h.record_step(took);
@@ -325,10 +327,14 @@ impl LoopCore {
                 Some(_) => crate::tasks::task_repr(handle),
                 None => format!("{handle:?}"),
             };
+            // Rounded up to the millisecond (asyncio's `%.3f` rounds to
+            // nearest): the report never understates the duration.
+            let ms = took.div_ceil(1_000_000);
             log::warn!(
                 target: "asyncio",
-                "Executing {what} took {:.3} seconds",
-                took as f64 / 1e9
+                "Executing {what} took {}.{:03} seconds",
+                ms / 1000,
+                ms % 1000
             );
         }
     }

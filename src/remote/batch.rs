@@ -24,7 +24,8 @@
 //! - A call cancelled from another thread before the runner reaches it is
 //!   skipped, and its closure dropped on the loop's thread.
 //! - Nothing is lost silently: a batch dropped before it ran (the loop
-//!   closed) drops its calls, and each pending one logs the drop.
+//!   closed) drops its calls, and each pending one logs the drop; a
+//!   destructor that panics there is caught and reported, call by call.
 //! - A batch is `!Send`: its calls run on the loop's thread.
 
 use std::cell::Cell;
@@ -37,6 +38,7 @@ use std::sync::Arc;
 use super::queue::{self, Call};
 use super::Remote;
 use crate::errors::PanicError;
+use crate::event_loop::exceptions::default_exception_handler;
 use crate::event_loop::handle::{HandleInner, Invoke};
 use crate::event_loop::{get_running_loop, ExceptionContext, Handle};
 
@@ -160,20 +162,39 @@ impl Invoke for RemoteBatch {
 }
 
 impl Drop for RemoteBatch {
-    /// Dropped before it ran: the loop closed (or was dropped) first.
+    /// Dropped before it ran: the loop closed (or was dropped) first. A
+    /// loop that closes consumes every call first, so this finds calls only
+    /// when the loop itself is being dropped: with no loop left to ask, a
+    /// panicking destructor goes to the default handler.
     fn drop(&mut self) {
         self.started();
         self.remote
             .queue
-            .consume(self.end, queue::DROPPED, drop_call);
+            .consume(self.end, queue::DROPPED, |call, pending| {
+                drop_call(call, pending, &mut |c| default_exception_handler(&c))
+            });
     }
 }
 
 /// Drops a call the loop will never run; one that was still pending (not
-/// cancelled) logs it.
-pub(super) fn drop_call(call: Call, was_pending: bool) {
+/// cancelled) logs it. A destructor that panics is caught here, each on its
+/// own (two panics in one unwind abort), and handed to `report`.
+pub(super) fn drop_call(call: Call, was_pending: bool, report: &mut dyn FnMut(ExceptionContext)) {
     let site = call.site();
-    call.discard();
+    let name = call.name();
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| call.discard())) {
+        // `discard` left the call's name for a report further out: this is it.
+        let _ = queue::take_unwound();
+        let what = format!(
+            "the call_soon_threadsafe callback {name} at {}:{}",
+            site.file(),
+            site.line()
+        );
+        report(
+            ExceptionContext::ignored_at_close(&what, PanicError::new(payload))
+                .with_handle(call_handle(name, site)),
+        );
+    }
     if was_pending {
         log::warn!(
             target: "asyncio",

@@ -41,6 +41,10 @@
 //!   The loop's side allocates one marker per drain, not per call: the
 //!   calls run from their slots (`batch.rs`).
 //! - Per-producer FIFO: the queue is one FIFO, drained in order.
+//! - Memory follows the load: the queue's free blocks are kept for reuse
+//!   while a burst lasts, trimmed to a small reserve when a drain finds
+//!   the queue empty, and all freed at `close()`, even while other threads
+//!   hold `LoopHandle`s (`queue.rs`, `Pool`).
 
 use std::fmt;
 use std::panic::Location;
@@ -48,6 +52,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::errors::LoopError;
+use crate::event_loop::exceptions::default_exception_handler;
+use crate::event_loop::ExceptionContext;
 use crate::task_slab::TaskId;
 
 mod batch;
@@ -177,6 +183,15 @@ impl Remote {
             // producers post without a system call; the loop turns it off
             // on the first drain that finds nothing.
             self.notified.0.store(true, Ordering::SeqCst);
+        } else if self.queue.waiting_calls() > 0 {
+            // Found nothing, but calls drained earlier wait in the ready
+            // queue and hold their blocks: look again once they ran (the
+            // next iteration, with work ready, does not sleep anyway).
+            self.notified.0.store(true, Ordering::SeqCst);
+        } else {
+            // Found nothing and every call drained ran: the burst is over.
+            // Give back what its peak left in the block pool.
+            self.queue.trim_pool();
         }
     }
 
@@ -199,11 +214,17 @@ impl Remote {
         self.queue.is_closed()
     }
 
+    /// Bytes of queue blocks pooled for reuse (see `queue.rs`, `Pool`).
+    pub(crate) fn pooled_bytes(&self) -> usize {
+        self.queue.pooled_blocks() * queue::BLOCK_BYTES
+    }
+
     /// Refuses further posts and drops every call not run yet — drained
     /// or not (each pending one logs it; their destructors run here, so
-    /// the caller holds no borrow). Returns the wakes and stops still
-    /// queued; the batches left in the ready queue then find nothing to do.
-    pub(crate) fn close(&self) -> Vec<Injected> {
+    /// the caller holds no borrow, and a destructor's panic goes to
+    /// `report`). Returns the wakes and stops still queued; the batches
+    /// left in the ready queue then find nothing to do.
+    pub(crate) fn close(&self, report: &mut dyn FnMut(ExceptionContext)) -> Vec<Injected> {
         let mut left = Vec::new();
         let end = self.queue.close(|t| match t {
             Taken::Calls { .. } => {}
@@ -211,7 +232,9 @@ impl Remote {
             Taken::Stop => left.push(Injected::Stop),
         });
         self.notified.0.store(false, Ordering::SeqCst);
-        self.queue.consume(end, queue::DROPPED, batch::drop_call);
+        self.queue.consume(end, queue::DROPPED, |call, pending| {
+            batch::drop_call(call, pending, report)
+        });
         left
     }
 }
@@ -219,8 +242,9 @@ impl Remote {
 impl Drop for Remote {
     fn drop(&mut self) {
         // A loop normally closed it already; this reports what a loop that
-        // never closed left behind, and lets the queue free its blocks.
-        drop(self.close());
+        // never closed left behind (to the default handler: the loop is
+        // gone), and lets the queue free its blocks.
+        drop(self.close(&mut |c| default_exception_handler(&c)));
     }
 }
 
@@ -370,6 +394,20 @@ impl LoopHandle {
     pub fn reactor_wakes(&self) -> u64 {
         self.remote.reactor_wakes()
     }
+
+    /// Bytes the injection queue keeps in its pool of free blocks: up to
+    /// what a burst of posts needed while it lasts, at most
+    /// [`INJECTION_POOL_RESERVE_BYTES`](Self::INJECTION_POOL_RESERVE_BYTES)
+    /// once the loop has found the queue empty, and none once the loop is
+    /// closed. For tests and benchmarks.
+    #[doc(hidden)]
+    pub fn injection_pool_bytes(&self) -> usize {
+        self.remote.pooled_bytes()
+    }
+
+    /// What the pool keeps after a burst (see `injection_pool_bytes`).
+    #[doc(hidden)]
+    pub const INJECTION_POOL_RESERVE_BYTES: usize = queue::POOL_RESERVE * queue::BLOCK_BYTES;
 }
 
 impl fmt::Debug for LoopHandle {

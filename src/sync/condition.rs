@@ -238,7 +238,6 @@ impl fmt::Debug for Condition {
 ///     assert!(cond.locked(), "the same condition, over the same lock");
 ///     strong.notify_all().unwrap();
 /// })
-/// .unwrap()
 /// .unwrap();
 /// ```
 #[derive(Clone)]

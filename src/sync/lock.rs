@@ -262,7 +262,6 @@ impl fmt::Debug for LockGuard<'_> {
 ///     let _held = strong.acquire().await.unwrap();
 ///     assert!(lock.locked(), "the same lock");
 /// })
-/// .unwrap()
 /// .unwrap();
 /// ```
 #[derive(Clone)]

@@ -380,7 +380,6 @@ impl fmt::Debug for BoundedSemaphore {
 ///     drop(permit);
 ///     assert_eq!(sem.value(), 1);
 /// })
-/// .unwrap()
 /// .unwrap();
 /// ```
 #[derive(Clone)]

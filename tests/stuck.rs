@@ -9,24 +9,8 @@ use std::future::IntoFuture;
 use std::rc::Rc;
 
 use aioloop::sync::{Event, Lock};
-use aioloop::{create_task, sleep, EventLoop, ExceptionContext, Future};
-use util::{reports, secs, Rng};
-
-fn destroyed(seen: &RefCell<Vec<ExceptionContext>>) -> Vec<ExceptionContext> {
-    seen.borrow()
-        .iter()
-        .filter(|c| c.message == "Task was destroyed but it is pending!")
-        .cloned()
-        .collect()
-}
-
-/// Sets its flag when dropped: proves a freed task's destructors ran.
-struct Dropped(Rc<Cell<bool>>);
-impl Drop for Dropped {
-    fn drop(&mut self) {
-        self.0.set(true);
-    }
-}
+use aioloop::{create_task, sleep, EventLoop, Future};
+use util::{destroyed, reports, secs, Dropped, Rng};
 
 #[test]
 fn a_task_waiting_on_a_future_whose_last_outside_handle_is_dropped_is_reported_and_freed() {

@@ -5,7 +5,7 @@
 
 mod util;
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::rc::Rc;
 
 use aioloop::queue::{Fifo, Lifo, LifoQueue, Priority, PriorityQueue, Queue, Storage, WeakQueue};
@@ -13,26 +13,8 @@ use aioloop::sync::{
     Barrier, BoundedSemaphore, Condition, Event, Lock, Semaphore, WeakBarrier,
     WeakBoundedSemaphore, WeakCondition, WeakEvent, WeakLock, WeakSemaphore,
 };
-use aioloop::{create_task, sleep, EventLoop, ExceptionContext};
-use util::{reports, secs};
-
-const DESTROYED: &str = "Task was destroyed but it is pending!";
-
-fn destroyed(seen: &RefCell<Vec<ExceptionContext>>) -> Vec<ExceptionContext> {
-    seen.borrow()
-        .iter()
-        .filter(|c| c.message == DESTROYED)
-        .cloned()
-        .collect()
-}
-
-/// Sets its flag when dropped: proves a freed task's destructors ran.
-struct Dropped(Rc<Cell<bool>>);
-impl Drop for Dropped {
-    fn drop(&mut self) {
-        self.0.set(true);
-    }
-}
+use aioloop::{create_task, sleep, EventLoop};
+use util::{destroyed, reports, secs, Dropped};
 
 // ---------------------------------------------------------------------------
 // Round trips: `upgrade` hands back the same primitive while a strong handle

@@ -129,6 +129,24 @@ pub fn bad_of(e: &aioloop::Error) -> Option<&'static str> {
     e.downcast_ref::<Bad>().map(|b| b.0)
 }
 
+/// The `Task was destroyed but it is pending!` reports among `seen`.
+pub fn destroyed(seen: &RefCell<Vec<ExceptionContext>>) -> Vec<ExceptionContext> {
+    seen.borrow()
+        .iter()
+        .filter(|c| c.message == "Task was destroyed but it is pending!")
+        .cloned()
+        .collect()
+}
+
+/// Sets its flag when dropped: proves a freed task's destructors ran.
+pub struct Dropped(pub Rc<std::cell::Cell<bool>>);
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        self.0.set(true);
+    }
+}
+
 /// `Duration::from_secs`, shorter in timelines.
 pub fn secs(s: u64) -> Duration {
     Duration::from_secs(s)

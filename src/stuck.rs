@@ -15,9 +15,12 @@
 //!
 //! A suspect task `T` is *locally stuck* when it is pending, not scheduled,
 //! not running, no `Waker` of it is alive (the waker vtable counts them), it
-//! is held by id in exactly one wait list (`id_waits == 1`), that list
-//! belongs to what `T` recorded as parked on (a primitive `P`, or a task),
-//! and `T`'s own `Rc` has no `Weak`.
+//! is held by id in exactly one place (`id_waits == 1`; wait-list entries
+//! and timers of `sleep` that hold the task by id both count), that place
+//! is its registration in the list of what `T` recorded as parked on (a
+//! primitive `P`, or a task), and `T`'s own `Rc` has no `Weak`. So a task
+//! a timer holds by id is alive: either that timer is its one by-id wait,
+//! and no registration accounts for it, or the count is 2 or more.
 //!
 //! A set `S` of locally stuck tasks is *dead* when, for every `T` in `S`
 //! with target `P`:
@@ -35,8 +38,8 @@
 //! task reachable from the suspects, drop any that breaks a condition, repeat
 //! until stable), so a task awaiting a dead task is dead too. Anything not
 //! seen is counted as a way in: a handle behind the user's own `Rc` or `Box`
-//! lies outside every future; a waker clone is alive; a second registration
-//! makes `id_waits` 2. When unsure, alive — the check never frees a task
+//! lies outside every future; a waker clone is alive; a second registration,
+//! or a pending timer holding the task by id, makes `id_waits` 2. When unsure, alive — the check never frees a task
 //! that could still be woken, and never reports one.
 //!
 //! # Weak handles

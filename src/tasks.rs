@@ -186,8 +186,9 @@ pub(crate) struct TaskHeader {
     extra: Cell<Option<Box<TaskExtra>>>,
     completion: Completion,
     fut_waiter: Cell<FutWaiter>,
-    /// Entries of wait lists that hold this task by id (no waker): with
-    /// the live-waker count, every way to wake the task is counted.
+    /// Entries of wait lists, and timers of `sleep`, that hold this task
+    /// by id (no waker): with the live-waker count, every way to wake the
+    /// task is counted.
     pub(crate) id_waits: Cell<u16>,
     /// Set once someone looked at the outcome (await, result, exception).
     pub(crate) retrieved: Cell<bool>,

@@ -18,13 +18,29 @@
 //! - Cancelling a `TimerHandle` removes its entry from the timer wheel at
 //!   once, so memory does not grow with cancelled timers (asyncio only
 //!   compacts its heap when cancelled timers pass half of it).
+//!
+//! # Timers that hold a task by id
+//!
+//! A wheel entry is a [`Timer`]: a handle, or, for a `sleep` polled by its
+//! task's own waker, just the task's id — no handle, no waker clone, no
+//! allocation per sleep. Such a timer must still wake the task at the point
+//! of the iteration where a handle would have run (phase 5, in firing
+//! order), not when it fires (phase 4), so that the task's next step runs on
+//! the following iteration as before. So a fired `Timer::Task` goes to
+//! [`TimerWakes`]: its id joins a FIFO there, and one shared handle, pushed
+//! onto the ready queue once per fired timer, wakes the oldest when it runs.
+//! Until then the wake is *pending*: the sleep that owns it can still see
+//! that it has not been delivered, or cancel it.
 
 use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::panic::Location;
 use std::rc::{Rc, Weak};
 
 use crate::event_loop::LoopCore;
+use crate::task_slab::TaskId;
 use crate::time::clock::ns_to_secs;
 use crate::time::wheel::TimerKey;
 
@@ -330,5 +346,127 @@ impl fmt::Debug for TimerHandle {
             self.when(),
             self.handle.describe()
         )
+    }
+}
+
+/// What a timer wheel entry holds.
+pub(crate) enum Timer {
+    /// A callback to put on the ready queue when due (`call_later`, or a
+    /// `sleep` woken through a waker clone).
+    Handle(Handle),
+    /// A task to wake when due, through [`TimerWakes`]: a `sleep` polled
+    /// by its own task. The task counts this as one by-id wait
+    /// (`TaskHeader::id_waits`), so the stuck-task check knows a timer can
+    /// still wake it; the count is taken back when the wake is delivered or
+    /// cancelled.
+    Task(TaskId),
+}
+
+/// A cheap hash for wheel keys, which are unique counters: FxHash's step.
+#[derive(Default)]
+pub(crate) struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    #[inline]
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// The wakes of fired `Timer::Task` entries, waiting for their turn in the
+/// run phase (see the module docs).
+///
+/// # Invariants
+///
+/// - `order` lists the keys of fired task timers in firing order, and the
+///   ready queue holds one clone of the loop's `TimerWakes` handle per
+///   entry of `order`, in the same order: each run of the handle takes the
+///   front. Both empty out within the iteration in which they fired (phase 5
+///   runs everything phase 4 queued), or when the loop closes.
+/// - `pending` maps each key of `order` whose wake is still to be delivered
+///   to its task; a cancelled wake leaves `pending` at once and its key is
+///   skipped when it reaches the front. So a key is pending exactly while
+///   its timer has fired and its task has not been woken by it.
+#[derive(Default)]
+pub(crate) struct TimerWakes {
+    order: RefCell<VecDeque<TimerKey>>,
+    pending: RefCell<HashMap<TimerKey, TaskId, BuildHasherDefault<KeyHasher>>>,
+    core: Weak<LoopCore>,
+}
+
+impl TimerWakes {
+    pub(crate) fn new(core: Weak<LoopCore>) -> Self {
+        TimerWakes {
+            core,
+            ..Default::default()
+        }
+    }
+
+    /// A task timer fired: its wake joins the queue (the caller pushes the
+    /// shared handle onto the ready queue).
+    #[inline]
+    pub(crate) fn fired(&self, key: TimerKey, task: TaskId) {
+        self.order.borrow_mut().push_back(key);
+        self.pending.borrow_mut().insert(key, task);
+    }
+
+    /// The task whose wake of `key` is pending: the timer has fired and
+    /// the wake waits in the ready queue.
+    #[inline]
+    pub(crate) fn pending_task(&self, key: TimerKey) -> Option<TaskId> {
+        if self.order.borrow().is_empty() {
+            return None;
+        }
+        self.pending.borrow().get(&key).copied()
+    }
+
+    /// Cancels the pending wake of `key`, returning its task.
+    #[inline]
+    pub(crate) fn cancel(&self, key: TimerKey) -> Option<TaskId> {
+        if self.order.borrow().is_empty() {
+            return None;
+        }
+        self.pending.borrow_mut().remove(&key)
+    }
+
+    /// Forgets every pending wake (the loop is closing; its tasks go too).
+    pub(crate) fn clear(&self) {
+        self.order.borrow_mut().clear();
+        self.pending.borrow_mut().clear();
+    }
+}
+
+impl Invoke for TimerWakes {
+    #[inline]
+    fn invoke(&self) {
+        let Some(key) = self.order.borrow_mut().pop_front() else {
+            return;
+        };
+        let Some(task) = self.pending.borrow_mut().remove(&key) else {
+            return; // cancelled
+        };
+        if let Some(core) = self.core.upgrade() {
+            // One slab lookup uncounts the timer's by-id wait and schedules
+            // the task, as a completed wait list does.
+            core.schedule_task_with(task, |h| h.id_waits.set(h.id_waits.get().saturating_sub(1)));
+        }
+    }
+    fn release(&self) {}
+    fn name(&self) -> &'static str {
+        "aioloop::sleep"
     }
 }

@@ -71,6 +71,7 @@ use crate::time::wheel::{TimerKey, TimerWheel};
 
 pub use exceptions::{ExceptionContext, ExceptionHandler};
 pub use handle::{Handle, TimerHandle};
+pub(crate) use handle::{Timer, TimerWakes};
 use io::{IoRegistry, Side};
 use ready::ReadyQueue;
 
@@ -106,7 +107,10 @@ pub(crate) struct LoopCore {
     pub(crate) clock: Clock,
     pub(crate) reactor: RefCell<Reactor>,
     pub(crate) io: RefCell<IoRegistry>,
-    pub(crate) timers: RefCell<TimerWheel<Handle>>,
+    pub(crate) timers: RefCell<TimerWheel<Timer>>,
+    /// The wakes of fired timers that hold a task by id, and the one
+    /// handle that delivers them from the ready queue (see `handle.rs`).
+    pub(crate) timer_wakes: Rc<handle::HandleInner<TimerWakes>>,
     /// Every task not yet done, by id; each entry is the task's step handle.
     pub(crate) tasks: RefCell<TaskSlab<Handle>>,
     exception_handler: RefCell<Option<ExceptionHandler>>,
@@ -196,7 +200,7 @@ impl EventLoop {
     fn with_clock(clock: Clock) -> Result<EventLoop, LoopError> {
         let reactor = Reactor::new()?;
         let remote = Arc::new(Remote::new(reactor.waker()));
-        let core = LoopCore {
+        let core = move |weak: &std::rc::Weak<LoopCore>| LoopCore {
             ready: ReadyQueue::new(),
             timers: RefCell::new(TimerWheel::starting_at(clock.now_ns(), 0)),
             clock,
@@ -210,10 +214,14 @@ impl EventLoop {
             executor: Default::default(),
             suspects: Default::default(),
             debug: Default::default(),
+            timer_wakes: Rc::new(handle::HandleInner::new(
+                Location::caller(),
+                TimerWakes::new(weak.clone()),
+            )),
         };
         Ok(EventLoop {
             lp: LoopRef {
-                core: Rc::new(core),
+                core: Rc::new_cyclic(core),
             },
         })
     }
@@ -347,6 +355,12 @@ impl LoopCore {
             Err(_) => None,
         };
         drop(removed);
+    }
+
+    /// Puts a timer in the wheel, due `delay` from now, and returns its key.
+    pub(crate) fn schedule_timer_later(&self, delay: Duration, timer: Timer) -> TimerKey {
+        let when = self.clock.now_ns().saturating_add(duration_to_ns(delay));
+        self.timers.borrow_mut().insert(when, timer)
     }
 }
 
@@ -510,18 +524,6 @@ impl LoopRef {
         Ok(self.schedule_timer(secs_to_ns_ceil(when), f, Location::caller()))
     }
 
-    /// Puts `handle` in the timer wheel, due `delay` from now, and returns
-    /// its key: `call_later` without a `TimerHandle`, for `sleep`, which
-    /// keeps the key and its own typed reference to the handle instead.
-    pub(crate) fn schedule_handle_later(&self, delay: Duration, handle: Handle) -> TimerKey {
-        let when = self
-            .core
-            .clock
-            .now_ns()
-            .saturating_add(duration_to_ns(delay));
-        self.core.timers.borrow_mut().insert(when, handle)
-    }
-
     fn schedule_timer<F: FnOnce() + 'static>(
         &self,
         when_ns: u64,
@@ -533,7 +535,7 @@ impl LoopRef {
             .core
             .timers
             .borrow_mut()
-            .insert(when_ns, handle.clone());
+            .insert(when_ns, Timer::Handle(handle.clone()));
         TimerHandle::new(handle, key, when_ns, Rc::downgrade(&self.core))
     }
 
@@ -646,6 +648,13 @@ impl LoopRef {
         let tasks = self.core.tasks.borrow_mut().take_all();
         let ready = self.core.ready.take_all();
         let timers = self.core.timers.borrow_mut().drain();
+        // Their handles, in the ready queue, go with it.
+        self.core.timer_wakes.callback().clear();
+        let timers = timers.into_iter().filter_map(|t| match t {
+            Timer::Handle(h) => Some(h),
+            // The task is in `tasks`, and goes with them.
+            Timer::Task(_) => None,
+        });
         let io_handles = {
             let mut reactor = self.core.reactor.borrow_mut();
             self.core.io.borrow_mut().take_all(&mut reactor)

@@ -38,7 +38,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use super::exceptions::ExceptionContext;
-use super::handle::Handle;
+use super::handle::{Handle, Timer};
 use super::{LoopCore, LoopRef};
 use crate::errors::{LoopError, PanicError};
 use crate::time::clock::NEVER;
@@ -240,11 +240,21 @@ impl LoopCore {
         // before and is cold: load it when the wheel shows it (the timers of that tick and of
         // the next), while the loads of the whole batch overlap, rather than one cache miss at
         // a time as each one runs.
-        timers.advance(now, |handle| {
-            std::hint::black_box(handle.cancelled());
+        timers.advance(now, |timer| {
+            if let Timer::Handle(handle) = timer {
+                std::hint::black_box(handle.cancelled());
+            }
         });
-        while let Some((_key, _deadline, handle)) = timers.pop_expired(now) {
-            self.ready.push(handle);
+        while let Some((key, _deadline, timer)) = timers.pop_expired(now) {
+            match timer {
+                Timer::Handle(handle) => self.ready.push(handle),
+                // Woken where a handle would run: see `handle.rs`.
+                Timer::Task(id) => {
+                    self.timer_wakes.callback().fired(key, id);
+                    self.ready
+                        .push(Handle::from_inner(self.timer_wakes.clone()));
+                }
+            }
         }
     }
 

@@ -489,6 +489,16 @@ impl<T> TimerWheel<T> {
         }
     }
 
+    /// The value of the entry for `key`, to change in place (its deadline and its place in the
+    /// firing order stay), or `None` if the key is stale.
+    #[inline]
+    pub fn get_mut(&mut self, key: TimerKey) -> Option<&mut T> {
+        match self.slab.get_mut(key.index as usize) {
+            Some(Slot::Occupied(e)) if e.seq.get() == key.seq => Some(&mut e.value),
+            _ => None,
+        }
+    }
+
     /// Number of live entries.
     #[inline]
     pub fn len(&self) -> usize {
@@ -1093,6 +1103,7 @@ mod tests {
         assert_eq!(wheel.remove(a), Some('a'));
         assert_eq!(wheel.remove(a), None);
         assert_eq!(wheel.deadline(a), None);
+        assert_eq!(wheel.get_mut(a), None);
         assert_eq!(wheel.next_wakeup(), None);
 
         // The freed slot is reused, but the old key must not reach the new entry.
@@ -1110,6 +1121,8 @@ mod tests {
         assert_eq!(wheel.remove(b), None);
         assert_eq!(wheel.remove(a), None);
         assert_eq!(wheel.deadline(c), Some(5 * MS));
+        *wheel.get_mut(c).unwrap() = 'C';
+        assert_eq!(wheel.get_mut(b), None);
 
         // Keys that never existed.
         let bogus = TimerKey {
@@ -1117,7 +1130,7 @@ mod tests {
             seq: 1,
         };
         assert_eq!(wheel.remove(bogus), None);
-        assert_eq!(wheel.remove(c), Some('c'));
+        assert_eq!(wheel.remove(c), Some('C'));
         assert!(wheel.is_empty());
     }
 

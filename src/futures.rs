@@ -100,16 +100,12 @@ impl<T> Drop for FutureInner<T> {
             .then(|| self.outcome.failure())
             .flatten()
         {
-            let text = format!("{err:?}");
-            let repr = match self.site {
-                Some(s) => format!(
-                    "<Future finished exception={text} created at {}:{}>",
-                    s.file(),
-                    s.line()
-                ),
-                None => format!("<Future finished exception={text}>"),
-            };
-            report_unretrieved(self.core.upgrade(), "Future", repr, text);
+            report_unretrieved(
+                self.core.upgrade(),
+                "Future",
+                self.repr(),
+                format!("{err:?}"),
+            );
         }
     }
 }
@@ -207,15 +203,23 @@ fn future_new_writes_every_field<T>(inner: &FutureInner<T>) {
 }
 
 impl<T> FutureInner<T> {
+    /// asyncio's `_future_repr_info`: the state, a failure's exception,
+    /// then where it was created (debug mode). The result is not shown: `T`
+    /// need not be `Debug`.
+    // CPython 3.11.7, 3.12.1, 3.13.0: `<Future finished exception=ValueError('x')>`.
     fn repr(&self) -> String {
+        let exception = match self.outcome.failure() {
+            Some(e) => format!(" exception={e:?}"),
+            None => String::new(),
+        };
         match self.site {
             Some(s) => format!(
-                "<Future {} created at {}:{}>",
+                "<Future {}{exception} created at {}:{}>",
                 self.outcome.state_name(),
                 s.file(),
                 s.line()
             ),
-            None => format!("<Future {}>", self.outcome.state_name()),
+            None => format!("<Future {}{exception}>", self.outcome.state_name()),
         }
     }
 
@@ -300,6 +304,11 @@ impl<T: 'static> Future<T> {
         self.inner.unretrieved.set(false);
         self.complete(Err(Error::cancelled(Some(msg.into()))))
             .is_ok()
+    }
+
+    /// True if attached to `lp`.
+    pub(crate) fn belongs_to(&self, lp: &LoopRef) -> bool {
+        std::ptr::eq(self.inner.core.as_ptr(), Rc::as_ptr(lp.core()))
     }
 
     /// True once done, whichever way.

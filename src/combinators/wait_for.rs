@@ -98,6 +98,13 @@ pub trait IntoTask {
     /// a move for one made here.
     #[doc(hidden)]
     fn outcome_of(task: &Task<Self::Ok>) -> Result<Self::Ok, Error>;
+
+    /// True for a loop future or task attached to a loop other than `lp`
+    /// (what `run_until_complete` refuses, as asyncio's `ensure_future`).
+    #[doc(hidden)]
+    fn belongs_elsewhere(&self, _lp: &LoopRef) -> bool {
+        false
+    }
 }
 
 /// `&task`: the same task, read by clone.
@@ -111,6 +118,9 @@ impl<T: Clone + 'static> IntoTask for &Task<T> {
     }
     fn outcome_of(task: &Task<T>) -> Result<T, Error> {
         task.result()
+    }
+    fn belongs_elsewhere(&self, lp: &LoopRef) -> bool {
+        !self.belongs_to(lp)
     }
 }
 
@@ -127,6 +137,9 @@ impl<T: Clone + 'static> IntoTask for &Future<T> {
     }
     fn outcome_of(task: &Task<T>) -> Result<T, Error> {
         task.take_outcome()
+    }
+    fn belongs_elsewhere(&self, lp: &LoopRef) -> bool {
+        !self.belongs_to(lp)
     }
 }
 
@@ -175,6 +188,14 @@ where
         }
         // A task made here for a plain future: nobody else can read it.
         task.take_outcome()
+    }
+    fn belongs_elsewhere(&self, lp: &LoopRef) -> bool {
+        let any = self as &dyn std::any::Any;
+        if let Some(t) = any.downcast_ref::<Task<Self::Ok>>() {
+            return !t.belongs_to(lp);
+        }
+        any.downcast_ref::<Future<Self::Ok>>()
+            .is_some_and(|f| !f.belongs_to(lp))
     }
 }
 

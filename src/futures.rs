@@ -21,7 +21,9 @@
 //!   registration order; none runs inline.
 //! - Awaiting is a cancellation point: cancelling the awaiting task cancels
 //!   this future (asyncio's `_fut_waiter.cancel()`), which every awaiter then
-//!   sees as `Err(Cancelled)`.
+//!   sees as `Err(Cancelled)`. A task resumed after the future completed,
+//!   with a cancel requested in between, gets that `CancelledError` in place
+//!   of the outcome (asyncio's `__step` with `_must_cancel`).
 //! - Awaiting never consumes the outcome, except [`Future::take`], which
 //!   moves a value out once.
 //! - A task awaiting a future of another loop gets asyncio's
@@ -417,11 +419,20 @@ impl<T: 'static> Future<T> {
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
+        self.inner.unretrieved.set(false);
         if let Some(k) = self.key.take() {
             // Usually a no-op: completing took every waiter out.
             self.inner.unregister(k);
+            // Resumed after parking here: a cancel requested since the
+            // future completed is delivered now (asyncio's `__step` with
+            // `_must_cancel`: a CancelledError replaces the future's result
+            // or exception; the future's own cancellation is kept).
+            if let Some(c) = take_cancel_request() {
+                if !self.cancelled() {
+                    return Poll::Ready(Err(c.into()));
+                }
+            }
         }
-        self.inner.unretrieved.set(false);
         Poll::Ready(retrieve(&self.inner.outcome))
     }
 }

@@ -1075,6 +1075,15 @@ impl<T: 'static> Task<T> {
         }
         if let Some(k) = self.key.take() {
             h.unregister(k);
+            // Resumed after parking here: a cancel requested since the
+            // awaited task ended is delivered now, as `Future::poll_with`.
+            if let Some(c) = take_cancel_request() {
+                if h.state.get() != TaskState::Cancelled {
+                    // `__wakeup` read the outcome (`future.result()`).
+                    h.retrieved.set(true);
+                    return Poll::Ready(Err(c.into()));
+                }
+            }
         }
         Poll::Ready(Ok(()))
     }

@@ -116,3 +116,94 @@ fn the_default_handler_text_lists_the_keys_in_sorted_order() {
         "custom\nfuture: <Future pending>\ntask: <Task pending name='t'>"
     );
 }
+
+/// What a task awaiting `aw` saw, as CPython's script prints it.
+async fn caught<T: std::fmt::Debug>(
+    aw: impl std::future::Future<Output = Result<T, Error>>,
+) -> String {
+    match aw.await {
+        Ok(v) => format!("value {v:?}"),
+        Err(e) => format!("caught {e:?}"),
+    }
+}
+
+// CPython 3.11.7, 3.12.1, 3.13.0: a task parked on a future that gets a
+// result (or an exception), then is cancelled before it resumes, sees
+// CancelledError('m') at that await (`__step` with `_must_cancel`); if it
+// catches it and returns, the task ends with its value, not cancelled.
+// aioloop before: the await returned the value, and the task ended
+// cancelled after its body returned.
+#[test]
+fn a_cancel_between_the_futures_completion_and_the_resume_is_delivered_there() {
+    for failed in [false, true] {
+        let lp = EventLoop::with_virtual_clock().unwrap();
+        let seen = util::reports(&lp);
+        let f = lp.create_future::<i32>();
+        let t = lp.create_task(caught(f.clone())).unwrap();
+        lp.run_until_complete(sleep(Duration::ZERO)).unwrap();
+        if failed {
+            f.set_exception(ValueError::new("x")).unwrap();
+        } else {
+            f.set_result(1).unwrap();
+        }
+        assert!(t.cancel_with("m"), "the task is not done yet");
+        assert_eq!(
+            lp.run_until_complete(&t).unwrap(),
+            "caught CancelledError('m')"
+        );
+        assert!(!t.cancelled());
+        assert_eq!(t.cancelling(), 1);
+        drop(f);
+        assert!(seen.borrow().is_empty(), "the exception was read");
+    }
+}
+
+// CPython 3.11.7, 3.12.1, 3.13.0: cancel('a') goes to the awaited future;
+// cancel('b') before the task resumes only sets `_must_cancel`, and the
+// task sees CancelledError('a') (an exception that is already a
+// cancellation is kept); caught, the task ends with its value. aioloop
+// before: the task ended cancelled with 'b'.
+#[test]
+fn two_cancels_before_the_resume_deliver_the_first_message_once() {
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let f = lp.create_future::<i32>();
+    let t = lp.create_task(caught(f.clone())).unwrap();
+    lp.run_until_complete(sleep(Duration::ZERO)).unwrap();
+    assert!(t.cancel_with("a"));
+    assert!(t.cancel_with("b"));
+    assert_eq!(
+        lp.run_until_complete(&t).unwrap(),
+        "caught CancelledError('a')"
+    );
+    assert!(!t.cancelled());
+    assert_eq!(t.cancelling(), 2);
+}
+
+// CPython 3.11.7, 3.12.1, 3.13.0: the same for a task awaiting another
+// task that finished (its waiter woken, not yet run): CancelledError('m').
+#[test]
+fn a_cancel_after_the_awaited_task_finished_is_delivered_at_the_await() {
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let gate = lp.create_future::<i32>();
+    let g = gate.clone();
+    let inner = lp
+        .create_task(async move {
+            let v = g.await?;
+            // Ends this iteration: the waiter is woken, not yet run.
+            aioloop::get_running_loop()?.stop();
+            Ok(v)
+        })
+        .unwrap();
+    let t = lp.create_task(caught(inner.clone())).unwrap();
+    lp.run_until_complete(sleep(Duration::ZERO)).unwrap();
+    gate.set_result(5).unwrap();
+    lp.run_forever().unwrap();
+    assert!(inner.done() && !t.done());
+    assert!(t.cancel_with("m"));
+    assert_eq!(
+        lp.run_until_complete(&t).unwrap(),
+        "caught CancelledError('m')"
+    );
+    assert!(!t.cancelled());
+    assert_eq!(inner.result().unwrap(), 5);
+}

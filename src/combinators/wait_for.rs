@@ -12,7 +12,9 @@
 //!   has its value returned, timeout or not (3.11's `wait_for` does the
 //!   same; checked with CPython 3.11);
 //! - when the inner one finishes in the same iteration as the expiry, before
-//!   the awaiting task ran again, its result wins;
+//!   the awaiting task ran again, the result is lost and `TimeoutError`
+//!   returned (CPython 3.12.1 and 3.13.0; 3.11.7's `wait_for` returned
+//!   the result);
 //! - a zero timeout cancels the inner task before its first step, waits for
 //!   it and returns `TimeoutError` (or the result if it was already done).
 //!

@@ -207,3 +207,29 @@ fn a_cancel_after_the_awaited_task_finished_is_delivered_at_the_await() {
     assert!(!t.cancelled());
     assert_eq!(inner.result().unwrap(), 5);
 }
+
+// CPython 3.11.7, 3.12.1, 3.13.0 (s1.py): a task awaiting shield(inner),
+// cancelled after the inner finished but before it resumed, gets
+// CancelledError('m') from the shield (the inner keeps its result). aioloop
+// before: the shield returned the value and the task ended cancelled.
+#[test]
+fn a_cancel_after_the_shielded_task_finished_is_delivered_at_the_shield() {
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let f = lp.create_future::<i32>();
+    let inner = lp.create_task(f.clone()).unwrap();
+    let t = lp
+        .create_task(caught(aioloop::shield(inner.clone())))
+        .unwrap();
+    lp.run_until_complete(sleep(Duration::ZERO)).unwrap();
+    f.set_result(1).unwrap();
+    let l = lp.loop_ref();
+    inner.add_done_callback(move |_| l.stop());
+    lp.run_forever().unwrap();
+    assert!(inner.done() && !t.done());
+    assert!(t.cancel_with("m"));
+    assert_eq!(
+        lp.run_until_complete(&t).unwrap(),
+        "caught CancelledError('m')"
+    );
+    assert_eq!(inner.result().unwrap(), 1);
+}

@@ -82,8 +82,7 @@ impl<T> OutcomeCell<T> {
         self.with(|o| match o {
             Outcome::Pending => "pending",
             Outcome::Done(Err(e)) if e.is_cancelled() => "cancelled",
-            Outcome::Done(Err(_)) => "finished (failed)",
-            Outcome::Done(Ok(_)) | Outcome::Taken => "finished",
+            Outcome::Done(_) | Outcome::Taken => "finished",
         })
     }
 

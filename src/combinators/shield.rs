@@ -119,7 +119,18 @@ impl<T: 'static> Future for Shield<T> {
         // Done first: asyncio's `shield` of a done task returns the task
         // itself, whose await does not yield and so cannot be interrupted.
         if task.done() {
+            // Resumed after parking here: a cancel requested since the
+            // inner task ended is delivered now (asyncio's `__step` with
+            // `_must_cancel`; CPython 3.11.7, 3.12.1, 3.13.0). An outer
+            // that is itself cancelled keeps its own `CancelledError()`.
+            let resumed = this.wake.is_some();
             this.unregister();
+            let request = if resumed { take_cancel_request() } else { None };
+            if let (Some(c), false) = (request, task.cancelled()) {
+                // `_inner_done_callback` read the inner's outcome.
+                task.mark_retrieved();
+                return Poll::Ready(Err(c.into()));
+            }
             if task.cancelled() {
                 // asyncio's `outer.cancel()` carries no message.
                 return Poll::Ready(Err(Error::cancelled(None)));

@@ -46,16 +46,11 @@
 //!   future, cancels the timer and, if the timeout had expired, withdraws
 //!   its request.
 //!
-//! # Where aioloop differs
-//!
-//! - A body awaiting a task or loop future that is already done when the
-//!   expiry comes (both in the same loop iteration, the body's task not yet
-//!   resumed) gets its result, and no `TimeoutError`: awaiting a done task
-//!   does not yield in aioloop, so the pending request is not delivered there
-//!   and the scope withdraws it on exit. CPython 3.11.7 throws the
-//!   cancellation into that await and the result is lost (observed);
-//!   3.11's `wait_for` returned the result, which is what `wait_for` here
-//!   promises.
+//! - A body parked on a task or loop future that completes in the iteration
+//!   of the expiry (the body's task not yet resumed) gets the cancellation
+//!   at that await, and the scope raises `TimeoutError`: the result is lost,
+//!   as in CPython 3.11.7, 3.12.1 and 3.13.0 (the resumed await delivers a
+//!   pending request, asyncio's `__step` with `_must_cancel`).
 //!
 //! The scope holds a strong [`TaskRef`] to its task while active (the timer
 //! must be able to cancel it from outside the task). If the loop is closed

@@ -12,7 +12,9 @@
 //!   has its value returned, timeout or not (3.11's `wait_for` does the
 //!   same; checked with CPython 3.11);
 //! - when the inner one finishes in the same iteration as the expiry, before
-//!   the awaiting task ran again, its result wins;
+//!   the awaiting task ran again, the result is lost and `TimeoutError`
+//!   returned (CPython 3.12.1 and 3.13.0; 3.11.7's `wait_for` returned
+//!   the result);
 //! - a zero timeout cancels the inner task before its first step, waits for
 //!   it and returns `TimeoutError` (or the result if it was already done).
 //!
@@ -98,6 +100,13 @@ pub trait IntoTask {
     /// a move for one made here.
     #[doc(hidden)]
     fn outcome_of(task: &Task<Self::Ok>) -> Result<Self::Ok, Error>;
+
+    /// True for a loop future or task attached to a loop other than `lp`
+    /// (what `run_until_complete` refuses, as asyncio's `ensure_future`).
+    #[doc(hidden)]
+    fn belongs_elsewhere(&self, _lp: &LoopRef) -> bool {
+        false
+    }
 }
 
 /// `&task`: the same task, read by clone.
@@ -111,6 +120,9 @@ impl<T: Clone + 'static> IntoTask for &Task<T> {
     }
     fn outcome_of(task: &Task<T>) -> Result<T, Error> {
         task.result()
+    }
+    fn belongs_elsewhere(&self, lp: &LoopRef) -> bool {
+        !self.belongs_to(lp)
     }
 }
 
@@ -127,6 +139,9 @@ impl<T: Clone + 'static> IntoTask for &Future<T> {
     }
     fn outcome_of(task: &Task<T>) -> Result<T, Error> {
         task.take_outcome()
+    }
+    fn belongs_elsewhere(&self, lp: &LoopRef) -> bool {
+        !self.belongs_to(lp)
     }
 }
 
@@ -175,6 +190,14 @@ where
         }
         // A task made here for a plain future: nobody else can read it.
         task.take_outcome()
+    }
+    fn belongs_elsewhere(&self, lp: &LoopRef) -> bool {
+        let any = self as &dyn std::any::Any;
+        if let Some(t) = any.downcast_ref::<Task<Self::Ok>>() {
+            return !t.belongs_to(lp);
+        }
+        any.downcast_ref::<Future<Self::Ok>>()
+            .is_some_and(|f| !f.belongs_to(lp))
     }
 }
 

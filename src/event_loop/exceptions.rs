@@ -144,14 +144,17 @@ impl fmt::Display for ExceptionContext {
         } else {
             f.write_str(&self.message)?;
         }
-        if let Some(t) = &self.task {
-            write!(f, "\ntask: {t}")?;
-        }
+        // asyncio writes the keys in sorted order (`for key in
+        // sorted(context)`): future, handle, task. CPython 3.11.7, 3.12.1,
+        // 3.13.0.
         if let Some(t) = &self.future {
             write!(f, "\nfuture: {t}")?;
         }
         if let Some(h) = &self.handle {
             write!(f, "\nhandle: {h:?}")?;
+        }
+        if let Some(t) = &self.task {
+            write!(f, "\ntask: {t}")?;
         }
         if let Some(e) = &self.exception {
             write!(f, "\n{e}")?;

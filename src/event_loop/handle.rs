@@ -59,8 +59,9 @@ pub(crate) trait Invoke {
     }
     /// The loop is closing with this task pending: release what it holds.
     fn abandon(&self) {}
-    /// A done task's failure (not its cancellation), marked retrieved.
-    fn task_failure(&self) -> Option<crate::errors::Error> {
+    /// A done task's failure (not its cancellation), marked retrieved if
+    /// `retrieve` (a repr only looks).
+    fn task_failure(&self, _retrieve: bool) -> Option<crate::errors::Error> {
         None
     }
     /// Where a task's future lies (address, size), while it is alive.
@@ -229,9 +230,9 @@ impl Handle {
         self.inner.callback.future_span()
     }
 
-    /// A done task's failure, marked retrieved.
-    pub(crate) fn task_failure(&self) -> Option<crate::errors::Error> {
-        self.inner.callback.task_failure()
+    /// A done task's failure, marked retrieved if `retrieve`.
+    pub(crate) fn task_failure(&self, retrieve: bool) -> Option<crate::errors::Error> {
+        self.inner.callback.task_failure(retrieve)
     }
 
     /// Releases a pending task's future and callbacks (the loop is closing).

@@ -62,7 +62,7 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use crate::combinators::wait_for::IntoTask;
-use crate::errors::{Error, LoopError, PanicError};
+use crate::errors::{Error, LoopError, PanicError, ValueError};
 use crate::reactor::Reactor;
 use crate::remote::{Injected, LoopHandle, Remote};
 use crate::task_slab::{LocalScheduler, TaskId, TaskSlab, CURRENT_SCHEDULER};
@@ -427,6 +427,14 @@ impl LoopRef {
             return Err(LoopError::AlreadyRunning.into());
         }
         self.core.check_open()?;
+        if aw.belongs_elsewhere(self) {
+            // asyncio's `ensure_future(future, loop=self)`. CPython 3.11.7,
+            // 3.12.1, 3.13.0.
+            return Err(ValueError::new(
+                "The future belongs to a different loop than the one specified as the loop argument",
+            )
+            .into());
+        }
         let task = aw.into_task_on(self)?;
         let lp = self.clone();
         let stopper = task.add_done_callback(move |_| lp.stop());

@@ -90,7 +90,7 @@ pub fn gather<I: IntoTask>(aws: impl IntoIterator<Item = I>) -> Gather<I::Ok> {
             }
         }
     }
-    let q = DoneQueue::new(tasks);
+    let q = DoneQueue::inline(tasks);
     Gather {
         core: GatherCore {
             results: (0..q.len()).map(|_| None).collect(),
@@ -206,9 +206,14 @@ impl<T: 'static> GatherCore<T> {
             self.ended = true;
             self.q.stop();
             // asyncio's `_done_callback` retrieves the exception of every
-            // child that completes once the gather is done.
-            for t in self.q.tasks() {
-                t.mark_retrieved();
+            // child that completes once the gather is done. A child read
+            // already counts as retrieved, so the pass is needed only when
+            // some were not (a pass over every child costs a cache miss
+            // each at 100,000 children).
+            if self.finished < self.q.len() {
+                for t in self.q.tasks() {
+                    t.mark_retrieved();
+                }
             }
         }
         end

@@ -10,10 +10,13 @@
 //! combinator pops the events in the order they happened.
 //!
 //! `gather` has no timer, and takes the cheaper road ([`DoneQueue::inline`]):
-//! instead of a boxed closure per child, run one iteration later from the
-//! ready queue, each child's completion list holds a [`Notify`] entry that
-//! appends the event at the moment the child completes — as an awaiting
-//! task is woken. Completion order is kept (the events are appended in it),
+//! instead of a closure per child (with a clone of the child's handle, two
+//! boxes, and a `call_soon` handle when it runs one iteration later from
+//! the ready queue), each child's completion list holds a small [`Notify`]
+//! entry that appends the event at the moment the child completes — as an
+//! awaiting task is woken. The children done before the first poll are
+//! queued at once, in input order, and held back until the next poll (see
+//! `held`). Completion order is kept (the events are appended in it),
 //! and the gathering task learns of a completion one iteration sooner than
 //! with a callback: the price of a callback hop per child was twice the
 //! cost of awaiting the children one by one (`benches/tasks.rs`, `gather`
@@ -102,6 +105,13 @@ pub(crate) struct DoneQueue<T: 'static> {
     started: bool,
     /// Children report through [`Notify`] entries (see the module docs).
     inline: bool,
+    /// Inline queue: the events of children done before `start` are not
+    /// poppable until the next poll, as asyncio's callbacks on done
+    /// futures run one iteration later — so that a cancellation already
+    /// requested wins over them (`await gather(*done)` in a cancelled task
+    /// raises `CancelledError`). `park` releases them and wakes the waiting
+    /// task for them.
+    held: bool,
 }
 
 impl<T: 'static> DoneQueue<T> {
@@ -115,6 +125,7 @@ impl<T: 'static> DoneQueue<T> {
             timer: None,
             started: false,
             inline: false,
+            held: false,
         }
     }
 
@@ -143,30 +154,37 @@ impl<T: 'static> DoneQueue<T> {
             return;
         }
         self.started = true;
-        let to: Rc<dyn Notify> = self.shared.clone();
+        if self.inline {
+            assert!(timeout.is_none(), "an inline queue has no timer");
+            // One event per child at most: no regrowth on the way.
+            self.shared.events.borrow_mut().reserve(self.tasks.len());
+            let to: Rc<dyn Notify> = self.shared.clone();
+            let mut callbacks = Vec::with_capacity(self.tasks.len());
+            for (i, t) in self.tasks.iter().enumerate() {
+                if t.done() {
+                    // Queued now, in input order, ahead of every later
+                    // completion (asyncio's callbacks on done children are
+                    // scheduled at once), but held back until the next
+                    // poll: see `held`.
+                    self.shared.push(Event::Done(i));
+                    self.held = true;
+                    callbacks.push(None);
+                } else {
+                    callbacks.push(Some(t.notify_when_done(&to, i)));
+                }
+            }
+            self.callbacks = callbacks;
+            return;
+        }
         self.callbacks = self
             .tasks
             .iter()
             .enumerate()
             .map(|(i, t)| {
-                if self.inline && !t.done() {
-                    return Some(t.notify_when_done(&to, i));
-                }
-                // A done child's callback is scheduled with `call_soon`,
-                // inline queue or not: its event comes after this poll, so
-                // that a cancellation already requested wins over it, as
-                // in asyncio (`await gather(*done)` in a cancelled task
-                // raises `CancelledError`).
                 let shared = self.shared.clone();
                 Some(t.add_done_callback(move |_| shared.push(Event::Done(i))))
             })
             .collect();
-        if self.inline {
-            assert!(timeout.is_none(), "an inline queue has no timer");
-            // One event per child at most: no regrowth on the way.
-            self.shared.events.borrow_mut().reserve(self.tasks.len());
-            return;
-        }
         if let Some(delay) = timeout {
             let lp = get_running_loop()
                 .expect("a timeout must be awaited inside a running aioloop loop");
@@ -180,6 +198,9 @@ impl<T: 'static> DoneQueue<T> {
     /// The next event, if any; the done callback (or the `Notify` entry)
     /// of a `Done` child is known to have run.
     pub(crate) fn pop(&mut self) -> Option<Event> {
+        if self.held {
+            return None;
+        }
         let ev = self.shared.events.borrow_mut().pop_front()?;
         if let Event::Done(i) = ev {
             self.callbacks[i] = None;
@@ -188,13 +209,19 @@ impl<T: 'static> DoneQueue<T> {
     }
 
     /// Remembers the waker to wake on the next event.
-    pub(crate) fn park(&self, cx: &Context<'_>) {
+    pub(crate) fn park(&mut self, cx: &Context<'_>) {
         let mut slot = self.shared.waker.borrow_mut();
         match slot.as_ref() {
             Some(w) if w.will_wake(cx.waker()) => {}
             _ => *slot = Some(cx.waker().clone()),
         }
+        drop(slot);
         self.shared.woken.set(false);
+        if std::mem::take(&mut self.held) {
+            // The held events are there: run again next iteration.
+            self.shared.woken.set(true);
+            cx.waker().wake_by_ref();
+        }
     }
 
     /// Stops watching: removes the callbacks not yet run, cancels the timer

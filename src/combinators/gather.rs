@@ -3,7 +3,10 @@
 //!
 //! asyncio's `gather` wraps its children in a `_GatheringFuture` and adds a
 //! done callback (`_done_callback`) to each. aioloop keeps the same rules,
-//! with the two modes as two types:
+//! but a child reports its completion inline, through an entry in its
+//! completion list, rather than through a callback one iteration later (see
+//! `done_queue`: the callback hop made a gather cost twice as much as
+//! awaiting the children one by one). The two modes are two types:
 //!
 //! | asyncio | aioloop | output |
 //! |---|---|---|
@@ -37,8 +40,8 @@
 //! # Invariants
 //!
 //! - A cancellation point, like every aioloop awaitable.
-//! - Dropping the gather (or its end) removes its done callbacks from the
-//!   children, which go on running untouched.
+//! - Dropping the gather (or its end) removes its entries from the
+//!   children's completion lists; the children go on running untouched.
 //! - Once the gather has ended, its children's failures count as retrieved
 //!   (asyncio's `_done_callback` calls `fut.exception()` on each child that
 //!   completes after the outer future is done): none is reported as never

@@ -10,6 +10,12 @@
 //! - `ping_pong_1m/aioloop_future` vs `tokio_oneshot`: two tasks passing a
 //!   counter back and forth through a fresh loop `Future` / oneshot channel
 //!   per message, 1,000,000 round trips; ns per round trip.
+//! - `gather/aioloop_gather/N` vs `gather/aioloop_await_each/N` vs
+//!   `gather/tokio_await_each/N`, N = 1,000 and 100,000: create N tasks
+//!   that each yield once (`sleep(0)` / `yield_now`), then one
+//!   `gather(tasks)` of them all / await each in turn / await each
+//!   `JoinHandle` (tokio's current-thread `spawn`); ns per task. The goal
+//!   (issue 11): gather within 1.25x of awaiting one by one.
 //!
 //! Memory (printed before the timings, not a criterion row): resident
 //! memory per task with 100,000 tasks parked: `aioloop` on a
@@ -23,8 +29,8 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use aioloop::{sleep, EventLoop, Future};
-use criterion::{Criterion, Throughput};
+use aioloop::{gather, sleep, EventLoop, Future};
+use criterion::{BenchmarkId, Criterion, Throughput};
 
 const SPAWNED: usize = 100_000;
 const STEPS: u64 = 1_000_000;
@@ -91,6 +97,55 @@ fn spawn_100k(c: &mut Criterion) {
             })
         })
     });
+    g.finish();
+}
+
+/// `n` aioloop tasks that each yield once (`sleep(0)`).
+fn spawn_sleepers(n: usize) -> Vec<aioloop::Task<()>> {
+    (0..n)
+        .map(|_| aioloop::create_task(async { sleep(Duration::ZERO).await }).unwrap())
+        .collect()
+}
+
+/// N tasks, each yielding once, collected by one `gather` or one by one.
+fn gather_n(c: &mut Criterion) {
+    let mut g = c.benchmark_group("gather");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    let lp = EventLoop::new().unwrap();
+    let rt = tokio_rt();
+    for n in [1_000usize, 100_000] {
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::new("aioloop_gather", n), &n, |b, &n| {
+            b.iter(|| {
+                lp.run_until_complete(async move { gather(spawn_sleepers(n)).await.unwrap() })
+                    .unwrap()
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("aioloop_await_each", n), &n, |b, &n| {
+            b.iter(|| {
+                lp.run_until_complete(async move {
+                    for t in spawn_sleepers(n) {
+                        t.await.unwrap();
+                    }
+                })
+                .unwrap()
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("tokio_await_each", n), &n, |b, &n| {
+            b.iter(|| {
+                rt.block_on(async move {
+                    let tasks: Vec<_> = (0..n)
+                        .map(|_| tokio::spawn(async { tokio::task::yield_now().await }))
+                        .collect();
+                    for t in tasks {
+                        t.await.unwrap();
+                    }
+                })
+            })
+        });
+    }
     g.finish();
 }
 
@@ -317,6 +372,7 @@ fn main() {
     memory_report();
     let mut c = Criterion::default().configure_from_args();
     spawn_100k(&mut c);
+    gather_n(&mut c);
     reschedule_1m(&mut c);
     ping_pong_1m(&mut c);
     reschedule_1m_debug_on(&mut c);

@@ -63,7 +63,9 @@ use crate::event_loop::{Handle, LoopCore, LoopRef};
 use crate::outcome::OutcomeCell;
 use crate::task_slab::{is_borrowed_waker_of, TaskId, WakerSource};
 pub use crate::waiters::DoneCallbackId;
-use crate::waiters::{Completion, Entry, Registration, WaitKind, WaitList, WaitSite, WaiterKey};
+use crate::waiters::{
+    Completion, Entry, Notify, Registration, WaitKind, WaitList, WaitSite, WaiterKey,
+};
 
 /// asyncio numbers tasks per process: `Task-1`, `Task-2`, ...
 static TASK_COUNTER: AtomicU32 = AtomicU32::new(1);
@@ -480,6 +482,8 @@ pub(crate) fn fire_completion(core: &Rc<LoopCore>, completion: &Completion) {
             Entry::Callback(f) => {
                 let _ = LoopRef::from_core(core.clone()).call_soon(f);
             }
+            // Records and wakes, no user code: safe to run inline.
+            Entry::Notify(to, index) => to.notify(index),
         },
     );
 }
@@ -1004,6 +1008,14 @@ impl<T: 'static> Task<T> {
     pub fn add_done_callback(&self, f: impl FnOnce(&Task<T>) + 'static) -> DoneCallbackId {
         let me = self.clone();
         self.header().add_done_callback(Box::new(move || f(&me)))
+    }
+
+    /// Tells `to` (`index`) when the pending task completes, inline
+    /// rather than through the ready queue (`gather`); removed with
+    /// `remove_done_callback`. On a done task it is never told.
+    pub(crate) fn notify_when_done(&self, to: &Rc<dyn Notify>, index: usize) -> DoneCallbackId {
+        debug_assert!(!self.done(), "a done task is never told");
+        self.header().completion.add_notify(to.clone(), index)
     }
 
     /// Removes a done callback not yet scheduled; true if it was there.

@@ -39,7 +39,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::rc::Weak;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::task::{Context, Waker};
 
@@ -153,10 +153,27 @@ pub struct DoneCallbackId(u32);
 /// A done callback, boxed (the typed handle is captured inside).
 pub(crate) type DoneCallback = Box<dyn FnOnce()>;
 
+/// A listener told *inline*, at the moment the list completes, instead of
+/// through the ready queue: `gather`'s per-child record (see
+/// `combinators::done_queue`). It must not run user code: it records
+/// `index` and wakes its owner, nothing else.
+pub(crate) trait Notify {
+    /// The list registered under `index` completed.
+    fn notify(&self, index: usize);
+}
+
 /// The rare entries, boxed so that the common one (a task) stays inline.
 enum Boxed {
-    Waker { waker: Waker, handle: usize },
+    Waker {
+        waker: Waker,
+        handle: usize,
+    },
     Callback(DoneCallback),
+    /// Told at completion, inline: no closure box, no ready-queue hop.
+    Notify {
+        to: Rc<dyn Notify>,
+        index: usize,
+    },
 }
 
 /// Who an entry is for. A task entry is 16 bytes; the box shares them
@@ -205,7 +222,7 @@ impl Slot {
     }
 
     fn is_waiter(&self) -> bool {
-        !matches!(&self.who, Who::Boxed(b) if matches!(**b, Boxed::Callback(_)))
+        !matches!(&self.who, Who::Boxed(b) if matches!(**b, Boxed::Callback(_) | Boxed::Notify { .. }))
     }
 
     fn same_as(&self, cx: &Context<'_>, remote: Option<&Arc<Remote>>) -> bool {
@@ -215,7 +232,7 @@ impl Slot {
             }
             Who::Boxed(b) => match &**b {
                 Boxed::Waker { waker, .. } => waker.will_wake(cx.waker()),
-                Boxed::Callback(_) => false,
+                Boxed::Callback(_) | Boxed::Notify { .. } => false,
             },
         }
     }
@@ -226,7 +243,7 @@ impl Slot {
             Who::Task { id, handle } => (Some(*id), *handle),
             Who::Boxed(b) => match &**b {
                 Boxed::Waker { handle, .. } => (None, *handle),
-                Boxed::Callback(_) => return None,
+                Boxed::Callback(_) | Boxed::Notify { .. } => return None,
             },
         };
         Some(Registration {
@@ -246,7 +263,7 @@ impl Slot {
             Who::Task { id, .. } => Some(Waiter::Task(*id)),
             Who::Boxed(b) => match &**b {
                 Boxed::Waker { waker, .. } => Some(Waiter::Waker(Box::new(waker.clone()))),
-                Boxed::Callback(_) => None,
+                Boxed::Callback(_) | Boxed::Notify { .. } => None,
             },
         }
     }
@@ -258,6 +275,7 @@ impl Slot {
             Who::Boxed(b) => match *b {
                 Boxed::Waker { waker, .. } => Entry::Waiter(Waiter::Waker(Box::new(waker))),
                 Boxed::Callback(f) => Entry::Callback(f),
+                Boxed::Notify { to, index } => Entry::Notify(to, index),
             },
         }
     }
@@ -269,6 +287,8 @@ pub(crate) enum Entry {
     Waiter(Waiter),
     /// A done callback: scheduled with `call_soon` on completion.
     Callback(DoneCallback),
+    /// A [`Notify`] listener: told at once, inline.
+    Notify(Rc<dyn Notify>, usize),
 }
 
 /// The entries. The first is stored inline: most futures have exactly one
@@ -664,6 +684,20 @@ impl WaitList {
             });
             (DoneCallbackId(key), None)
         }
+    }
+
+    /// Registers a [`Notify`] listener, told `index` when the list
+    /// completes; removed like a done callback. The caller tells it at
+    /// once instead when the owner is done already.
+    pub(crate) fn add_notify(&self, to: Rc<dyn Notify>, index: usize) -> DoneCallbackId {
+        let key = self.next_key();
+        self.entries.borrow_mut().push(Slot {
+            who: Who::Boxed(Box::new(Boxed::Notify { to, index })),
+            key,
+            kind: WaitKind::Future,
+            notified: false,
+        });
+        DoneCallbackId(key)
     }
 
     /// Removes a done callback not yet scheduled; true if it was there.

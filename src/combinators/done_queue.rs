@@ -9,6 +9,22 @@
 //! append an [`Event`] to one shared FIFO and wake the waiting task; the
 //! combinator pops the events in the order they happened.
 //!
+//! `gather` has no timer, and takes the cheaper road ([`DoneQueue::inline`]):
+//! instead of a closure per child (with a clone of the child's handle, two
+//! boxes, and a `call_soon` handle when it runs one iteration later from
+//! the ready queue), each child's completion list holds a small [`Notify`]
+//! entry that appends the event at the moment the child completes — as an
+//! awaiting task is woken. The children done before the first poll are
+//! queued at once, in input order, and held back until the next poll (see
+//! `held`). Completion order is kept (the events are appended in it),
+//! and the gathering task learns of a completion one iteration sooner than
+//! with a callback: the price of a callback hop per child was twice the
+//! cost of awaiting the children one by one (`benches/tasks.rs`, `gather`
+//! rows). `wait` and `as_completed` keep the callbacks, because their
+//! timeout's place among the completions depends on the hop (a child that
+//! completes in the iteration its timer fires, before the timer runs, is
+//! after the timeout in asyncio).
+//!
 //! # Invariants
 //!
 //! - Events are popped in the order the callbacks ran: completion order,
@@ -16,6 +32,8 @@
 //!   relies on it to tell a result from a timeout).
 //! - Registration is lazy (first poll), as asyncio's: the callbacks and the
 //!   timer exist only while somebody awaits.
+//! - The waiting task is woken once per batch of events: the first event
+//!   after it parked wakes it, the others find it woken already.
 //! - Dropping the queue removes every callback not yet run and cancels the
 //!   timer: an abandoned `gather`/`wait` leaves nothing behind on the
 //!   children, and a callback already on the ready queue finds a closed
@@ -29,7 +47,7 @@ use std::time::Duration;
 
 use crate::event_loop::{get_running_loop, TimerHandle};
 use crate::tasks::Task;
-use crate::waiters::DoneCallbackId;
+use crate::waiters::{DoneCallbackId, Notify};
 
 /// Something that happened to the watched tasks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +62,8 @@ pub(crate) enum Event {
 struct Shared {
     events: RefCell<VecDeque<Event>>,
     waker: RefCell<Option<Waker>>,
+    /// Woken since it last parked: later events need no wake of their own.
+    woken: Cell<bool>,
     closed: Cell<bool>,
 }
 
@@ -53,11 +73,26 @@ impl Shared {
             return;
         }
         self.events.borrow_mut().push_back(ev);
-        // Cloned out so that no borrow is held while a foreign waker runs.
-        let waker = self.waker.borrow().clone();
-        if let Some(w) = waker {
-            w.wake();
+        if self.woken.replace(true) {
+            return;
         }
+        // Taken out so that no borrow is held while a foreign waker runs
+        // (it may poll, and park, at once); put back unless that happened.
+        let waker = self.waker.take();
+        if let Some(w) = waker {
+            w.wake_by_ref();
+            let mut slot = self.waker.borrow_mut();
+            if slot.is_none() && !self.closed.get() {
+                *slot = Some(w);
+            }
+        }
+    }
+}
+
+/// The inline road of `gather`: told by a child's completion list.
+impl Notify for Shared {
+    fn notify(&self, index: usize) {
+        self.push(Event::Done(index));
     }
 }
 
@@ -68,9 +103,20 @@ pub(crate) struct DoneQueue<T: 'static> {
     shared: Rc<Shared>,
     timer: Option<TimerHandle>,
     started: bool,
+    /// Children report through [`Notify`] entries (see the module docs).
+    inline: bool,
+    /// Inline queue: the events of children done before `start` are not
+    /// poppable until the next poll, as asyncio's callbacks on done
+    /// futures run one iteration later — so that a cancellation already
+    /// requested wins over them (`await gather(*done)` in a cancelled task
+    /// raises `CancelledError`). `park` releases them and wakes the waiting
+    /// task for them.
+    held: bool,
 }
 
 impl<T: 'static> DoneQueue<T> {
+    /// Children report through done callbacks, as asyncio's `wait` and
+    /// `as_completed`.
     pub(crate) fn new(tasks: Vec<Task<T>>) -> Self {
         DoneQueue {
             tasks,
@@ -78,7 +124,16 @@ impl<T: 'static> DoneQueue<T> {
             shared: Rc::default(),
             timer: None,
             started: false,
+            inline: false,
+            held: false,
         }
+    }
+
+    /// Children report inline, at completion (`gather`; no timeout).
+    pub(crate) fn inline(tasks: Vec<Task<T>>) -> Self {
+        let mut q = DoneQueue::new(tasks);
+        q.inline = true;
+        q
     }
 
     pub(crate) fn tasks(&self) -> &[Task<T>] {
@@ -99,6 +154,28 @@ impl<T: 'static> DoneQueue<T> {
             return;
         }
         self.started = true;
+        if self.inline {
+            assert!(timeout.is_none(), "an inline queue has no timer");
+            // One event per child at most: no regrowth on the way.
+            self.shared.events.borrow_mut().reserve(self.tasks.len());
+            let to: Rc<dyn Notify> = self.shared.clone();
+            let mut callbacks = Vec::with_capacity(self.tasks.len());
+            for (i, t) in self.tasks.iter().enumerate() {
+                if t.done() {
+                    // Queued now, in input order, ahead of every later
+                    // completion (asyncio's callbacks on done children are
+                    // scheduled at once), but held back until the next
+                    // poll: see `held`.
+                    self.shared.push(Event::Done(i));
+                    self.held = true;
+                    callbacks.push(None);
+                } else {
+                    callbacks.push(Some(t.notify_when_done(&to, i)));
+                }
+            }
+            self.callbacks = callbacks;
+            return;
+        }
         self.callbacks = self
             .tasks
             .iter()
@@ -118,9 +195,12 @@ impl<T: 'static> DoneQueue<T> {
         }
     }
 
-    /// The next event, if any; the done callback of a `Done` child is
-    /// known to have run.
+    /// The next event, if any; the done callback (or the `Notify` entry)
+    /// of a `Done` child is known to have run.
     pub(crate) fn pop(&mut self) -> Option<Event> {
+        if self.held {
+            return None;
+        }
         let ev = self.shared.events.borrow_mut().pop_front()?;
         if let Event::Done(i) = ev {
             self.callbacks[i] = None;
@@ -129,11 +209,18 @@ impl<T: 'static> DoneQueue<T> {
     }
 
     /// Remembers the waker to wake on the next event.
-    pub(crate) fn park(&self, cx: &Context<'_>) {
+    pub(crate) fn park(&mut self, cx: &Context<'_>) {
         let mut slot = self.shared.waker.borrow_mut();
         match slot.as_ref() {
             Some(w) if w.will_wake(cx.waker()) => {}
             _ => *slot = Some(cx.waker().clone()),
+        }
+        drop(slot);
+        self.shared.woken.set(false);
+        if std::mem::take(&mut self.held) {
+            // The held events are there: run again next iteration.
+            self.shared.woken.set(true);
+            cx.waker().wake_by_ref();
         }
     }
 

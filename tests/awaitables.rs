@@ -118,3 +118,27 @@ fn run_until_complete_of_a_task_runs_that_task_without_another() {
     assert_eq!(lp.run_until_complete(t).unwrap(), "r", "a done task, again");
     assert_eq!(lp.time(), 5.0);
 }
+
+#[test]
+fn wait_and_as_completed_with_a_timeout_outside_a_running_loop_are_refused_not_a_panic() {
+    // asyncio: `RuntimeError('no running event loop')`; nothing in the
+    // public API panics on misuse.
+    use std::future::Future as _;
+    use std::task::{Context, Poll, Waker};
+    let lp = EventLoop::with_virtual_clock().unwrap();
+    let t = lp.create_task(async { Ok(1u8) }).unwrap();
+    let mut cx = Context::from_waker(Waker::noop());
+
+    let mut w = Box::pin(wait([&t], ReturnWhen::AllCompleted, Some(secs(1))));
+    match w.as_mut().poll(&mut cx) {
+        Poll::Ready(Err(e)) => assert_eq!(e.to_string(), "no running event loop"),
+        other => panic!("{:?}", other.map(|r| r.map(|_| ()))),
+    }
+
+    let mut it = as_completed([&t], Some(secs(1)));
+    let mut next = Box::pin(it.next());
+    match next.as_mut().poll(&mut cx) {
+        Poll::Ready(Some(Err(e))) => assert_eq!(e.to_string(), "no running event loop"),
+        other => panic!("{:?}", other.map(|r| r.map(|r| r.map(|_| ())))),
+    }
+}

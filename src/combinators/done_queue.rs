@@ -45,6 +45,7 @@ use std::rc::Rc;
 use std::task::{Context, Waker};
 use std::time::Duration;
 
+use crate::errors::LoopError;
 use crate::event_loop::{get_running_loop, TimerHandle};
 use crate::tasks::Task;
 use crate::waiters::{DoneCallbackId, Notify};
@@ -148,11 +149,15 @@ impl<T: 'static> DoneQueue<T> {
     /// nothing after the first call.
     ///
     /// A timeout needs the running loop (as `sleep` does): polled outside
-    /// one, this panics with the same message.
-    pub(crate) fn start(&mut self, timeout: Option<Duration>) {
+    /// one, this fails with `no running event loop` and registers nothing.
+    pub(crate) fn start(&mut self, timeout: Option<Duration>) -> Result<(), LoopError> {
         if self.started {
-            return;
+            return Ok(());
         }
+        let lp = match timeout {
+            Some(_) => Some(get_running_loop()?),
+            None => None,
+        };
         self.started = true;
         if self.inline {
             assert!(timeout.is_none(), "an inline queue has no timer");
@@ -174,7 +179,7 @@ impl<T: 'static> DoneQueue<T> {
                 }
             }
             self.callbacks = callbacks;
-            return;
+            return Ok(());
         }
         self.callbacks = self
             .tasks
@@ -185,14 +190,13 @@ impl<T: 'static> DoneQueue<T> {
                 Some(t.add_done_callback(move |_| shared.push(Event::Done(i))))
             })
             .collect();
-        if let Some(delay) = timeout {
-            let lp = get_running_loop()
-                .expect("a timeout must be awaited inside a running aioloop loop");
+        if let (Some(delay), Some(lp)) = (timeout, lp) {
             let shared = self.shared.clone();
             self.timer = lp
                 .call_later(delay, move || shared.push(Event::Timeout))
                 .ok();
         }
+        Ok(())
     }
 
     /// The next event, if any; the done callback (or the `Notify` entry)

@@ -229,7 +229,8 @@ impl<T: 'static> GatherCore<T> {
         if self.q.len() == 0 {
             return Poll::Ready(End::All(Vec::new()));
         }
-        self.q.start(None);
+        // No timeout: needs no running loop, cannot fail.
+        let _ = self.q.start(None);
         // Completions first: an outcome that is already there wins over a
         // cancellation, as when awaiting a done task or future.
         while let Some(ev) = self.q.pop() {

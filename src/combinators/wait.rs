@@ -141,7 +141,10 @@ impl<T: 'static> StdFuture for Wait<T> {
             return Poll::Ready(Err(ValueError::new("Set of Tasks/Futures is empty.").into()));
         }
         let mut release = false;
-        q.start(this.timeout);
+        if let Err(e) = q.start(this.timeout) {
+            this.q = None;
+            return Poll::Ready(Err(e.into()));
+        }
         while let Some(ev) = q.pop() {
             match ev {
                 Event::Timeout => release = true,
@@ -257,7 +260,10 @@ impl<T: 'static> AsCompleted<T> {
         if self.left == 0 {
             return Poll::Ready(None);
         }
-        self.q.start(self.timeout);
+        if let Err(e) = self.q.start(self.timeout) {
+            // Nothing was registered: the next call tries again.
+            return Poll::Ready(Some(Err(e.into())));
+        }
         while let Some(ev) = self.q.pop() {
             match ev {
                 Event::Done(i) => {

@@ -17,11 +17,14 @@
 //! # Cost
 //!
 //! Off, each hook is one `Cell<bool>` test on a path that is already hot
-//! in cache, and no clock is read. On, a callback pays one read of the
-//! *coarse* monotonic clock when it starts (`CLOCK_MONOTONIC_COARSE`:
-//! about 8 ns on the reference VM), one read of the precise one when it
-//! ends (`CLOCK_MONOTONIC`, about 50 ns), and four relaxed atomic stores
-//! for the watchdog.
+//! in cache, and no clock is read. On, a callback pays two reads of the
+//! *coarse* monotonic clock (`CLOCK_MONOTONIC_COARSE`: about 8 ns on the
+//! reference VM), when it starts and when it ends, and four relaxed atomic
+//! stores for the watchdog. Only a callback that the coarse clock puts at
+//! half `slow_callback_duration` or more pays a third read, of the precise
+//! clock (`CLOCK_MONOTONIC`), which is the one its report uses: read on
+//! every callback, it took debug mode from 1.5× to 2–3× the cost of a
+//! plain callback chain (run J in `docs/BENCHMARKS.md`).
 //!
 //! Why one of each: the coarse clock is the precise one as of its last
 //! tick (every 4 ms on the reference machine, later when the timekeeping
@@ -33,7 +36,10 @@
 //! `took 0.148 seconds` and could miss one just over the threshold. The
 //! price is that a report may overstate a duration by the coarse clock's
 //! lag (one tick, usually): a callback a few milliseconds under the
-//! threshold may be reported, never one that reached it missed.
+//! threshold may be reported, never one that reached it missed. The
+//! half-threshold gate assumes the coarse clock lags by less than half the
+//! threshold (50 ms by default) when the callback ends: a tick is 4 ms; only
+//! a timekeeping stall ten times as long could hide a slow callback.
 //!
 //! # Invariants
 //!
